@@ -1,0 +1,90 @@
+package xds
+
+import (
+	"fmt"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/skein-mesh/skein/internal/model"
+)
+
+// Resources is everything one proxy receives at one push.
+type Resources struct {
+	Listeners []*listenerv3.Listener
+	Routes    []*routev3.RouteConfiguration
+	Clusters  []*clusterv3.Cluster
+	Endpoints []*endpointv3.ClusterLoadAssignment
+	// Warnings name config that translation could not honour.
+	Warnings []string
+}
+
+// edsRef remembers an EDS cluster so its endpoints can be built.
+type edsRef struct {
+	cluster string
+	svc     *model.Service
+	port    model.Port
+	subset  string
+}
+
+type generator struct {
+	pc          *model.PushContext
+	proxy       *model.Proxy
+	edsClusters []edsRef
+	routeNames  []string
+	warnings    []string
+}
+
+func (g *generator) warnf(format string, args ...any) {
+	g.warnings = append(g.warnings, fmt.Sprintf(format, args...))
+}
+
+// Generate translates the push context into the resources for one proxy.
+func Generate(pc *model.PushContext, proxy *model.Proxy) *Resources {
+	g := &generator{pc: pc, proxy: proxy}
+	res := &Resources{}
+	res.Clusters = append(res.Clusters, g.buildOutboundClusters()...)
+	switch proxy.Type {
+	case model.SidecarProxy:
+		inbound := g.inboundPorts()
+		res.Clusters = append(res.Clusters, g.buildInboundClusters(inbound)...)
+		res.Listeners = g.buildSidecarListeners(inbound)
+		for _, port := range g.outboundHTTPPorts() {
+			res.Routes = append(res.Routes, g.buildSidecarRoute(port))
+		}
+	case model.Router:
+		res.Listeners, res.Routes = g.buildGateway()
+	}
+	res.Clusters = append(res.Clusters, wellKnownClusters()...)
+	for _, ref := range g.edsClusters {
+		res.Endpoints = append(res.Endpoints, g.loadAssignment(ref.cluster, ref.svc, ref.port, ref.subset))
+	}
+	res.Warnings = dedupe(g.warnings)
+	return res
+}
+
+func dedupe(in []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// mustAny packs a message whose type is always registered; failure is a
+// programming error.
+func mustAny(m proto.Message) *anypb.Any {
+	a, err := anypb.New(m)
+	if err != nil {
+		panic(fmt.Sprintf("pack %T: %v", m, err))
+	}
+	return a
+}
