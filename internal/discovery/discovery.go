@@ -1,0 +1,227 @@
+// Package discovery is the control plane process (`skein discovery`): it
+// wires the durable config store, the registry, translation and the ADS
+// server, and serves the config API and debug endpoints over HTTP.
+package discovery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/skein-mesh/skein/internal/configapi"
+	"github.com/skein-mesh/skein/internal/configstore"
+	"github.com/skein-mesh/skein/internal/model"
+	"github.com/skein-mesh/skein/internal/registry"
+	"github.com/skein-mesh/skein/internal/xds"
+	"github.com/skein-mesh/skein/internal/xdsserver"
+)
+
+// Options configure the control plane.
+type Options struct {
+	StoreDir      string // durable store directory; empty keeps config in memory
+	GRPCAddr      string // xDS, e.g. 127.0.0.1:15010
+	HTTPAddr      string // config API and debug, e.g. 127.0.0.1:15014
+	Domain        string // cluster DNS domain
+	RootNamespace string
+	// Debounce is how long config must be quiet before a push; pushes are
+	// never delayed more than MaxDebounce after the first change.
+	Debounce    time.Duration
+	MaxDebounce time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.Domain == "" {
+		o.Domain = "cluster.local"
+	}
+	if o.RootNamespace == "" {
+		o.RootNamespace = "istio-system"
+	}
+	if o.Debounce == 0 {
+		o.Debounce = 50 * time.Millisecond
+	}
+	if o.MaxDebounce == 0 {
+		o.MaxDebounce = 500 * time.Millisecond
+	}
+}
+
+// Server is a running control plane.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	store   *configstore.Store
+	xds     *xdsserver.Server
+	pushes  atomic.Int64
+	grpcLis net.Listener
+	httpLis net.Listener
+}
+
+// New opens the store and binds the listeners (so callers know the ports
+// before Run).
+func New(opts Options, log *slog.Logger) (*Server, error) {
+	opts.defaults()
+	var store *configstore.Store
+	var err error
+	if opts.StoreDir == "" {
+		store = configstore.OpenMemory()
+	} else if store, err = configstore.Open(opts.StoreDir); err != nil {
+		return nil, fmt.Errorf("open config store: %w", err)
+	}
+	s := &Server{opts: opts, log: log, store: store, xds: xdsserver.New(log, xds.Generate)}
+	if s.grpcLis, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("xDS listener: %w", err)
+	}
+	if s.httpLis, err = net.Listen("tcp", opts.HTTPAddr); err != nil {
+		s.grpcLis.Close()
+		return nil, fmt.Errorf("HTTP listener: %w", err)
+	}
+	return s, nil
+}
+
+// GRPCAddr and HTTPAddr report the bound addresses.
+func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
+func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
+
+// Run serves until ctx is cancelled.
+func (s *Server) Run(ctx context.Context) error {
+	s.pushNow()
+	changes, unsubscribe := s.store.Subscribe()
+	defer unsubscribe()
+	go s.debouncePushes(ctx, changes)
+
+	g := grpc.NewServer(
+		grpc.MaxConcurrentStreams(100000),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	s.xds.Register(g)
+	hs := &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+
+	errc := make(chan error, 2)
+	go func() { errc <- g.Serve(s.grpcLis) }()
+	go func() { errc <- hs.Serve(s.httpLis) }()
+	s.log.Info("control plane serving", "xds", s.GRPCAddr(), "http", s.HTTPAddr(), "store", s.opts.StoreDir)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = hs.Shutdown(shutdownCtx)
+	stopped := make(chan struct{})
+	go func() { g.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-shutdownCtx.Done():
+		g.Stop()
+	}
+	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, grpc.ErrServerStopped) {
+		err = nil
+	}
+	return err
+}
+
+// debouncePushes coalesces bursts of store changes into one push: it waits
+// for Debounce of quiet, but never longer than MaxDebounce.
+func (s *Server) debouncePushes(ctx context.Context, changes <-chan struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changes:
+		}
+		deadline := time.NewTimer(s.opts.MaxDebounce)
+		quiet := time.NewTimer(s.opts.Debounce)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				deadline.Stop()
+				quiet.Stop()
+				return
+			case <-changes:
+				quiet.Reset(s.opts.Debounce)
+			case <-quiet.C:
+				break wait
+			case <-deadline.C:
+				break wait
+			}
+		}
+		deadline.Stop()
+		quiet.Stop()
+		s.pushNow()
+	}
+}
+
+// pushNow builds a new push context from the current store snapshot and
+// sends it to every proxy.
+func (s *Server) pushNow() {
+	start := time.Now()
+	snap := s.store.Snapshot()
+	reg := registry.Build(snap, s.opts.Domain)
+	version := strconv.FormatInt(snap.Revision(), 10)
+	pc := model.NewPushContext(version, snap, reg, s.opts.Domain, s.opts.RootNamespace)
+	s.xds.Push(pc)
+	s.pushes.Add(1)
+	s.log.Debug("pushed config", "revision", version, "took", time.Since(start))
+}
+
+func (s *Server) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/api/", configapi.NewHandler(s.store, s.log))
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /debug/syncz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, s.xds.Status())
+	})
+	mux.HandleFunc("GET /debug/config_dump", s.configDump)
+	return mux
+}
+
+// configDump answers what the control plane would send one proxy, as JSON
+// with each resource in protojson form.
+func (s *Server) configDump(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("proxyID")
+	res, ok := s.xds.Resources(id)
+	if !ok {
+		http.Error(w, fmt.Sprintf("proxy %q is not connected", id), http.StatusNotFound)
+		return
+	}
+	out := map[string][]json.RawMessage{}
+	add := func(kind string, m proto.Message) {
+		b, _ := protojson.Marshal(m)
+		out[kind] = append(out[kind], b)
+	}
+	for _, c := range res.Clusters {
+		add("clusters", c)
+	}
+	for _, l := range res.Listeners {
+		add("listeners", l)
+	}
+	for _, rc := range res.Routes {
+		add("routes", rc)
+	}
+	for _, e := range res.Endpoints {
+		add("endpoints", e)
+	}
+	writeJSON(w, map[string]any{"resources": out, "warnings": res.Warnings})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
