@@ -306,4 +306,3 @@ func targetOr(target, port uint32) uint32 {
 	}
 	return port
 }
-

@@ -6,12 +6,12 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
-	networking "istio.io/api/networking/v1alpha3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/skein-mesh/skein/internal/model"
 )
@@ -316,18 +316,27 @@ func (g *generator) buildInboundClusters(ports []inboundPort) []*clusterv3.Clust
 }
 
 // wellKnownClusters are Istio's passthrough and black-hole clusters.
-func wellKnownClusters() []*clusterv3.Cluster {
-	return []*clusterv3.Cluster{
-		{
+func wellKnownClusters(p *model.Proxy) []*clusterv3.Cluster {
+	var out []*clusterv3.Cluster
+	if p.Type == model.SidecarProxy {
+		out = append(out, &clusterv3.Cluster{
+			Name:                 InboundPassthroughCluster,
+			ConnectTimeout:       durationpb.New(defaultConnectTimeout),
+			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
+			LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
+		})
+	}
+	return append(out,
+		&clusterv3.Cluster{
 			Name:                 PassthroughCluster,
 			ConnectTimeout:       durationpb.New(defaultConnectTimeout),
 			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
 			LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
 		},
-		{
+		&clusterv3.Cluster{
 			Name:                 BlackHoleCluster,
 			ConnectTimeout:       durationpb.New(defaultConnectTimeout),
 			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 		},
-	}
+	)
 }

@@ -59,7 +59,7 @@ func Generate(pc *model.PushContext, proxy *model.Proxy) *Resources {
 	case model.Router:
 		res.Listeners, res.Routes = g.buildGateway()
 	}
-	res.Clusters = append(res.Clusters, wellKnownClusters()...)
+	res.Clusters = append(res.Clusters, wellKnownClusters(proxy)...)
 	for _, ref := range g.edsClusters {
 		res.Endpoints = append(res.Endpoints, g.loadAssignment(ref.cluster, ref.svc, ref.port, ref.subset))
 	}

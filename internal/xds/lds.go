@@ -110,6 +110,7 @@ func (g *generator) buildSidecarListeners(inbound []inboundPort) []*listenerv3.L
 			vin.FilterChains = append(vin.FilterChains, chain)
 		}
 	}
+	vin.FilterChains = append(vin.FilterChains, tcpProxyChain(InboundPassthroughFilterChain, InboundPassthroughCluster, InboundPassthroughCluster))
 	return append(out, vin)
 }
 

@@ -17,6 +17,10 @@ const (
 	PassthroughCluster      = "PassthroughCluster"
 	BlackHoleCluster        = "BlackHoleCluster"
 	PassthroughFilterChain  = "PassthroughFilterChain"
+	// Inbound traffic to ports no service declares is passed to its original
+	// destination, as Istio's virtualInbound does.
+	InboundPassthroughFilterChain = "InboundPassthroughFilterChain"
+	InboundPassthroughCluster     = "InboundPassthroughCluster"
 
 	VirtualOutboundPort = 15001
 	VirtualInboundPort  = 15006

@@ -96,9 +96,9 @@ func TestACKNACKTracking(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// outbound|8000||a.ns.svc.cluster.local, PassthroughCluster, BlackHoleCluster
-	if n := len(resp.GetResources()); n != 3 {
-		t.Fatalf("got %d clusters, want 3", n)
+	// outbound|8000||a.ns.svc.cluster.local, InboundPassthroughCluster, PassthroughCluster, BlackHoleCluster
+	if n := len(resp.GetResources()); n != 4 {
+		t.Fatalf("got %d clusters, want 4", n)
 	}
 	eventually(t, func() bool { return status() == "STALE (Never Acknowledged)" }, "never-acked state before the ACK")
 
