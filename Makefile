@@ -1,0 +1,46 @@
+# Skein developer entry points. `make test` is the whole suite CI runs.
+SHELL     := /bin/bash
+GO        ?= go
+BIN       ?= bin/skein
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
+export GOFLAGS := -buildvcs=false
+
+.PHONY: all build test lint unit e2e bench up fmt clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/skein
+
+## test: everything CI checks: formatting, vet, staticcheck, unit and end-to-end tests.
+test: lint unit e2e
+
+lint: $(STATICCHECK)
+	@out=$$(gofmt -l cmd internal samples test 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+$(STATICCHECK):
+	GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+unit:
+	$(GO) test -count=1 -timeout 600s $$($(GO) list ./... | grep -v /test/e2e)
+
+## e2e: real processes on loopback (builds the skein binary itself).
+e2e:
+	$(GO) test -count=1 -timeout 1200s -v ./test/e2e/... 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; exit $${PIPESTATUS[0]}
+
+## bench: latency/CPU/RSS figures; never gates CI.
+bench: build
+	$(GO) run ./test/bench -skein $(BIN)
+
+## up: the local mesh with Bookinfo.
+up:
+	$(GO) run ./cmd/skein up -f samples/bookinfo
+
+fmt:
+	gofmt -w cmd internal samples test
+
+clean:
+	rm -rf bin e2e.log

@@ -1,0 +1,291 @@
+package listener
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routerfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+
+	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
+	"github.com/skein-mesh/skein/internal/proxy/router"
+	"github.com/skein-mesh/skein/internal/proxy/stats"
+)
+
+// RouterFilterName is the only HTTP filter the proxy implements so far.
+const RouterFilterName = "envoy.filters.http.router"
+
+var (
+	hcmFields = protocheck.Fields(&hcmv3.HttpConnectionManager{},
+		"codec_type", "stat_prefix", "rds", "route_config", "http_filters",
+		"server_name", "server_header_transformation", "use_remote_address",
+		"xff_num_trusted_hops", "generate_request_id", "preserve_external_request_id",
+		"upgrade_configs", "normalize_path", "merge_slashes",
+		"forward_client_cert_details", "set_current_client_cert_details",
+		"http2_protocol_options", "path_with_escaped_slashes_action", "stream_idle_timeout")
+	rdsFields         = protocheck.Fields(&hcmv3.Rds{}, "config_source", "route_config_name")
+	httpFilterFields  = protocheck.Fields(&hcmv3.HttpFilter{}, "name", "typed_config")
+	routerFilterField = protocheck.Fields(&routerfilterv3.Router{}, "suppress_envoy_headers", "start_child_span")
+	// Window and stream limits only tune Go's HTTP/2 server; accepted as such.
+	http2OptionFields = protocheck.Fields(&corev3.Http2ProtocolOptions{}, "max_concurrent_streams", "initial_stream_window_size", "initial_connection_window_size")
+	upgradeFields     = protocheck.Fields(&hcmv3.HttpConnectionManager_UpgradeConfig{}, "upgrade_type", "enabled")
+)
+
+// connectionManager is a compiled HttpConnectionManager: it routes each
+// request with the route table (RDS or inline) and forwards it upstream.
+type connectionManager struct {
+	deps *deps
+
+	statPrefix string
+	rdsName    string        // set when routes come from RDS
+	inline     *router.Table // set for an inline route_config
+	// fixed replaces routing for HTTP requests handed to a tcp_proxy chain
+	// by the outbound forward proxy; transparent then adds no headers.
+	fixed       *router.Decision
+	transparent bool
+
+	serverName          string
+	serverHeader        hcmv3.HttpConnectionManager_ServerHeaderTransformation
+	useRemoteAddress    bool
+	generateRequestID   bool
+	websocket           bool
+	normalizePath       bool
+	mergeSlashes        bool
+	sanitizeClientCert  bool
+	suppressEnvoyHeader bool
+
+	stats hcmStats
+}
+
+type hcmStats struct {
+	rqTotal, noRoute, directResponse, redirect *stats.Counter
+	rqActive                                   *stats.Gauge
+	class                                      [6]*stats.Counter // downstream_rq_<N>xx
+}
+
+func newHCM(cfg *hcmv3.HttpConnectionManager, d *deps) (*connectionManager, error) {
+	if err := hcmFields.Check(cfg); err != nil {
+		return nil, err
+	}
+	if cfg.GetStatPrefix() == "" {
+		return nil, fmt.Errorf("stat_prefix is required")
+	}
+	h := &connectionManager{
+		deps:              d,
+		statPrefix:        cfg.GetStatPrefix(),
+		serverName:        cfg.GetServerName(),
+		serverHeader:      cfg.GetServerHeaderTransformation(),
+		useRemoteAddress:  cfg.GetUseRemoteAddress().GetValue(),
+		generateRequestID: cfg.GetGenerateRequestId() == nil || cfg.GetGenerateRequestId().GetValue(),
+		normalizePath:     cfg.GetNormalizePath().GetValue(),
+		mergeSlashes:      cfg.GetMergeSlashes(),
+		// Without TLS there is no client certificate to forward: whatever a
+		// client sends in x-forwarded-client-cert is dropped unless the
+		// config says to trust it.
+		sanitizeClientCert: cfg.GetForwardClientCertDetails() == hcmv3.HttpConnectionManager_SANITIZE ||
+			cfg.GetForwardClientCertDetails() == hcmv3.HttpConnectionManager_SANITIZE_SET,
+	}
+	if h.serverName == "" {
+		h.serverName = "envoy"
+	}
+	if err := http2OptionFields.Check(cfg.GetHttp2ProtocolOptions()); err != nil {
+		return nil, fmt.Errorf("http2_protocol_options: %v", err)
+	}
+	switch cfg.GetPathWithEscapedSlashesAction() {
+	case hcmv3.HttpConnectionManager_IMPLEMENTATION_SPECIFIC_DEFAULT, hcmv3.HttpConnectionManager_KEEP_UNCHANGED:
+	default:
+		return nil, fmt.Errorf("path_with_escaped_slashes_action %s is not supported yet", cfg.GetPathWithEscapedSlashesAction())
+	}
+	if d := cfg.GetStreamIdleTimeout(); d != nil && d.AsDuration() != 0 {
+		return nil, fmt.Errorf("stream_idle_timeout other than 0s (disabled) is not supported yet")
+	}
+	switch cfg.GetCodecType() {
+	case hcmv3.HttpConnectionManager_AUTO, hcmv3.HttpConnectionManager_HTTP1, hcmv3.HttpConnectionManager_HTTP2:
+	default:
+		return nil, fmt.Errorf("codec_type %s is not supported", cfg.GetCodecType())
+	}
+	switch {
+	case cfg.GetRds() != nil:
+		if err := rdsFields.Check(cfg.GetRds()); err != nil {
+			return nil, fmt.Errorf("rds: %v", err)
+		}
+		if cfg.GetRds().GetRouteConfigName() == "" {
+			return nil, fmt.Errorf("rds.route_config_name is required")
+		}
+		h.rdsName = cfg.GetRds().GetRouteConfigName()
+	case cfg.GetRouteConfig() != nil:
+		t, err := CompileRoutes(cfg.GetRouteConfig())
+		if err != nil {
+			return nil, fmt.Errorf("route_config: %v", err)
+		}
+		h.inline = t
+	default:
+		return nil, fmt.Errorf("one of rds or route_config is required (scoped_routes is not supported)")
+	}
+	if err := h.filters(cfg.GetHttpFilters()); err != nil {
+		return nil, err
+	}
+	for i, u := range cfg.GetUpgradeConfigs() {
+		if err := upgradeFields.Check(u); err != nil {
+			return nil, fmt.Errorf("upgrade_configs[%d]: %v", i, err)
+		}
+		if !strings.EqualFold(u.GetUpgradeType(), "websocket") {
+			return nil, fmt.Errorf("upgrade_configs[%d]: upgrade_type %q is not supported (websocket is)", i, u.GetUpgradeType())
+		}
+		h.websocket = u.GetEnabled() == nil || u.GetEnabled().GetValue()
+	}
+	h.initStats()
+	return h, nil
+}
+
+func (h *connectionManager) initStats() {
+	d := h.deps
+	p := "http." + h.statPrefix + "."
+	h.stats = hcmStats{
+		rqTotal:        d.stats.Counter(p + "downstream_rq_total"),
+		rqActive:       d.stats.Gauge(p + "downstream_rq_active"),
+		noRoute:        d.stats.Counter(p + "no_route"),
+		directResponse: d.stats.Counter(p + "rq_direct_response"),
+		redirect:       d.stats.Counter(p + "rq_redirect"),
+	}
+	for i := 1; i <= 5; i++ {
+		h.stats.class[i] = d.stats.Counter(fmt.Sprintf("%sdownstream_rq_%dxx", p, i))
+	}
+}
+
+// filters accepts exactly the router filter, last, as Envoy requires.
+func (h *connectionManager) filters(fs []*hcmv3.HttpFilter) error {
+	if len(fs) == 0 {
+		return fmt.Errorf("http_filters must end with %s", RouterFilterName)
+	}
+	for i, f := range fs {
+		if err := httpFilterFields.Check(f); err != nil {
+			return fmt.Errorf("http_filters[%d] %q: %v", i, f.GetName(), err)
+		}
+		tc := f.GetTypedConfig()
+		isRouter := f.GetName() == RouterFilterName || tc.MessageIs(&routerfilterv3.Router{})
+		if !isRouter {
+			return fmt.Errorf("http filter %q is not supported yet (only %s is)", f.GetName(), RouterFilterName)
+		}
+		if i != len(fs)-1 {
+			return fmt.Errorf("http filter %s must be the last filter", RouterFilterName)
+		}
+		if tc == nil {
+			continue
+		}
+		var rf routerfilterv3.Router
+		if err := tc.UnmarshalTo(&rf); err != nil {
+			return fmt.Errorf("http filter %q: typed_config must be envoy.extensions.filters.http.router.v3.Router: %v", f.GetName(), err)
+		}
+		if err := routerFilterField.Check(&rf); err != nil {
+			return fmt.Errorf("http filter %q: %v", f.GetName(), err)
+		}
+		h.suppressEnvoyHeader = rf.GetSuppressEnvoyHeaders()
+	}
+	return nil
+}
+
+// route finds the decision for r with the route table in force.
+func (h *connectionManager) route(r *http.Request) (*router.Decision, bool) {
+	switch {
+	case h.fixed != nil:
+		return h.fixed, true
+	case h.inline != nil:
+		return h.inline.Route(r)
+	}
+	t := h.deps.routes.Table(h.rdsName)
+	if t == nil {
+		return nil, false
+	}
+	return t.Route(r)
+}
+
+func (h *connectionManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.serve(w, r, "")
+}
+
+// serve handles one request. target is the host:port the client addressed
+// (the original destination, used by ORIGINAL_DST clusters); "" means the
+// request's authority.
+func (h *connectionManager) serve(w http.ResponseWriter, r *http.Request, target string) {
+	ex := &exchange{hcm: h, w: w, r: r, start: time.Now(), target: target}
+	h.stats.rqTotal.Inc()
+	h.stats.rqActive.Inc()
+	defer func() {
+		h.stats.rqActive.Dec()
+		if c := ex.status / 100; c >= 1 && c <= 5 {
+			h.stats.class[c].Inc()
+		}
+		ex.log()
+	}()
+	if ex.target == "" {
+		ex.target = withDefaultPort(r.Host, "80")
+	}
+	h.normalize(r)
+
+	d, ok := h.route(r)
+	if !ok {
+		h.stats.noRoute.Inc()
+		ex.localReply(http.StatusNotFound, "NR", "", nil)
+		return
+	}
+	ex.decision = d
+	switch {
+	case d.DirectResponse != nil:
+		h.stats.directResponse.Inc()
+		ex.localReply(d.DirectResponse.Status, "", d.DirectResponse.Body, d)
+		return
+	case d.Redirect != nil:
+		h.stats.redirect.Inc()
+		w.Header().Set("Location", d.Redirect.Location)
+		ex.localReply(d.Redirect.Status, "", "", d)
+		return
+	}
+	cl, ok := h.deps.clusters.Get(d.Cluster)
+	if !ok {
+		status := d.ClusterNotFoundStatus
+		if status == 0 {
+			status = http.StatusServiceUnavailable
+		}
+		ex.localReply(status, "NC", "", d)
+		return
+	}
+	ex.forward(cl)
+}
+
+// normalize applies normalize_path and merge_slashes before routing.
+func (h *connectionManager) normalize(r *http.Request) {
+	if !h.normalizePath && !h.mergeSlashes {
+		return
+	}
+	p := r.URL.Path
+	if h.mergeSlashes {
+		for strings.Contains(p, "//") {
+			p = strings.ReplaceAll(p, "//", "/")
+		}
+	}
+	if h.normalizePath && p != "" {
+		clean := path.Clean(p)
+		if strings.HasSuffix(p, "/") && clean != "/" {
+			clean += "/"
+		}
+		p = clean
+	}
+	if p != r.URL.Path {
+		r.URL.Path, r.URL.RawPath = p, ""
+	}
+}
+
+// withDefaultPort adds port to host when it has none.
+func withDefaultPort(host, port string) string {
+	if _, _, err := net.SplitHostPort(host); err == nil {
+		return host
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	return net.JoinHostPort(host, port)
+}

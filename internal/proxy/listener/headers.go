@@ -1,0 +1,72 @@
+package listener
+
+import (
+	"crypto/rand"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+)
+
+// hopHeaders are connection-level and never forwarded (RFC 9110 7.6.1).
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// removeHopByHop deletes hop-by-hop headers and those named by Connection.
+// It keeps "te: trailers", which gRPC needs end to end.
+func removeHopByHop(h http.Header) {
+	trailers := false
+	for _, v := range h.Values("Te") {
+		for _, tok := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "trailers") {
+				trailers = true
+			}
+		}
+	}
+	for _, v := range h.Values("Connection") {
+		for _, tok := range strings.Split(v, ",") {
+			if tok = strings.TrimSpace(tok); tok != "" {
+				h.Del(tok)
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+	if trailers {
+		h.Set("Te", "trailers")
+	}
+}
+
+// upgradeType returns the Upgrade token of an upgrade request ("" if none).
+func upgradeType(h http.Header) string {
+	for _, v := range h.Values("Connection") {
+		for _, tok := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return strings.ToLower(strings.TrimSpace(h.Get("Upgrade")))
+			}
+		}
+	}
+	return ""
+}
+
+// newRequestID returns a random (version 4) UUID, as Envoy generates for
+// x-request-id.
+func newRequestID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40 // version 4
+	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// remoteIP is the downstream peer's IP without the port.
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

@@ -1,0 +1,248 @@
+// Package listener is the proxy's downstream side: it turns LDS listeners
+// into bound sockets that serve HTTP (an HttpConnectionManager: HTTP/1.1 and
+// h2c on one port) or TCP (tcp_proxy), following Skein's local-mode binding
+// rules: the virtualOutbound listener is an HTTP forward proxy that hands
+// each request to the bind_to_port=false listener of its target port, and
+// each destination_port chain of virtualInbound gets its own socket on the
+// pod IP. Listener updates add, replace and remove sockets without dropping
+// in-flight requests.
+package listener
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+
+	"github.com/skein-mesh/skein/internal/proxy/cluster"
+	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
+	"github.com/skein-mesh/skein/internal/proxy/router"
+	"github.com/skein-mesh/skein/internal/proxy/stats"
+)
+
+// Clusters finds upstream clusters by name (the cluster manager).
+type Clusters interface {
+	Get(name string) (*cluster.Cluster, bool)
+}
+
+// Routes finds compiled RDS route tables by route configuration name; nil
+// when the configuration has not arrived.
+type Routes interface {
+	Table(name string) *router.Table
+}
+
+// deps is what every compiled filter needs at request time.
+type deps struct {
+	clusters Clusters
+	routes   Routes
+	stats    *stats.Store
+	log      *slog.Logger
+}
+
+// Network filter names; a filter is recognised by its typed_config type.
+const (
+	hcmFilterName      = "envoy.filters.network.http_connection_manager"
+	tcpProxyFilterName = "envoy.filters.network.tcp_proxy"
+)
+
+var (
+	listenerFields = protocheck.Fields(&listenerv3.Listener{},
+		"name", "address", "filter_chains", "default_filter_chain", "use_original_dst",
+		"bind_to_port", "traffic_direction", "listener_filters", "listener_filters_timeout",
+		"continue_on_listener_filters_timeout", "stat_prefix", "metadata",
+		"per_connection_buffer_limit_bytes", "drain_type")
+	listenerFilterFields = protocheck.Fields(&listenerv3.ListenerFilter{}, "name", "typed_config")
+	chainFields          = protocheck.Fields(&listenerv3.FilterChain{}, "filter_chain_match", "filters", "name", "metadata")
+	chainMatchFields     = protocheck.Fields(&listenerv3.FilterChainMatch{}, "destination_port", "transport_protocol", "application_protocols")
+	filterFields         = protocheck.Fields(&listenerv3.Filter{}, "name", "typed_config")
+	socketAddressFields  = protocheck.Fields(&corev3.SocketAddress{}, "address", "port_value", "protocol")
+)
+
+// Listener filters whose job local mode already does (original destination
+// comes from the forward proxy request, protocol from the HTTP server).
+var localModeListenerFilters = map[string]bool{
+	"envoy.filters.listener.original_dst":   true,
+	"envoy.filters.listener.http_inspector": true,
+	"envoy.filters.listener.tls_inspector":  true,
+}
+
+// HTTP application protocols a plaintext HTTP/1.1 + h2c server serves.
+var plaintextHTTPProtocols = map[string]bool{"http/1.0": true, "http/1.1": true, "h2c": true}
+
+// Listener is a compiled LDS listener.
+type Listener struct {
+	Name   string
+	Config *listenerv3.Listener
+
+	ip          string // as configured, e.g. 0.0.0.0
+	port        uint32
+	bindToPort  bool
+	originalDst bool // use_original_dst: the outbound capture listener
+	chains      []*filterChain
+	fallback    *filterChain // the default_filter_chain or the chain without match
+}
+
+// filterChain is one compiled chain: exactly one of http or tcp is set.
+type filterChain struct {
+	name     string
+	destPort uint32 // 0: any
+	http     *connectionManager
+	tcp      *tcpProxy
+}
+
+func compileListener(pl *listenerv3.Listener, d *deps) (*Listener, error) {
+	if err := listenerFields.Check(pl); err != nil {
+		return nil, err
+	}
+	sa := pl.GetAddress().GetSocketAddress()
+	if sa == nil {
+		return nil, fmt.Errorf("address must be a socket_address")
+	}
+	if err := socketAddressFields.Check(sa); err != nil {
+		return nil, fmt.Errorf("address: %v", err)
+	}
+	if sa.GetProtocol() != corev3.SocketAddress_TCP {
+		return nil, fmt.Errorf("address: protocol %s is not supported", sa.GetProtocol())
+	}
+	if _, err := netip.ParseAddr(sa.GetAddress()); err != nil {
+		return nil, fmt.Errorf("address %q is not an IP address", sa.GetAddress())
+	}
+	l := &Listener{
+		Name:        pl.GetName(),
+		Config:      pl,
+		ip:          sa.GetAddress(),
+		port:        sa.GetPortValue(),
+		bindToPort:  pl.GetBindToPort() == nil || pl.GetBindToPort().GetValue(),
+		originalDst: pl.GetUseOriginalDst().GetValue(),
+	}
+	for i, lf := range pl.GetListenerFilters() {
+		if err := listenerFilterFields.Check(lf); err != nil {
+			return nil, fmt.Errorf("listener_filters[%d]: %v", i, err)
+		}
+		if !localModeListenerFilters[lf.GetName()] {
+			return nil, fmt.Errorf("listener filter %q is not supported yet", lf.GetName())
+		}
+	}
+	seenPorts := map[uint32]string{}
+	for i, pc := range pl.GetFilterChains() {
+		fc, err := compileChain(pc, d)
+		if err != nil {
+			return nil, fmt.Errorf("filter chain %s: %v", chainLabel(pc, i), err)
+		}
+		if prev, dup := seenPorts[fc.destPort]; dup {
+			return nil, fmt.Errorf("filter chains %s and %s match the same connections (only destination_port distinguishes chains here)", prev, chainLabel(pc, i))
+		}
+		seenPorts[fc.destPort] = chainLabel(pc, i)
+		l.chains = append(l.chains, fc)
+		if fc.destPort == 0 {
+			l.fallback = fc
+		}
+	}
+	if dc := pl.GetDefaultFilterChain(); dc != nil {
+		fc, err := compileChain(dc, d)
+		if err != nil {
+			return nil, fmt.Errorf("default_filter_chain: %v", err)
+		}
+		if fc.destPort != 0 {
+			return nil, fmt.Errorf("default_filter_chain must not have a filter_chain_match")
+		}
+		if l.fallback != nil {
+			return nil, fmt.Errorf("both default_filter_chain and a chain without match: ambiguous")
+		}
+		l.fallback = fc
+	}
+	if len(l.chains) == 0 && l.fallback == nil {
+		return nil, fmt.Errorf("no filter chains")
+	}
+	return l, nil
+}
+
+func chainLabel(pc *listenerv3.FilterChain, i int) string {
+	if pc.GetName() != "" {
+		return strconv.Quote(pc.GetName())
+	}
+	return fmt.Sprintf("[%d]", i)
+}
+
+func compileChain(pc *listenerv3.FilterChain, d *deps) (*filterChain, error) {
+	if err := chainFields.Check(pc); err != nil {
+		return nil, err
+	}
+	fc := &filterChain{name: pc.GetName()}
+	if m := pc.GetFilterChainMatch(); m != nil {
+		if err := chainMatchFields.Check(m); err != nil {
+			return nil, fmt.Errorf("filter_chain_match: %v", err)
+		}
+		switch m.GetTransportProtocol() {
+		case "", "raw_buffer":
+		default:
+			return nil, fmt.Errorf("filter_chain_match: transport_protocol %q is not supported yet (TLS)", m.GetTransportProtocol())
+		}
+		for _, p := range m.GetApplicationProtocols() {
+			if !plaintextHTTPProtocols[p] {
+				return nil, fmt.Errorf("filter_chain_match: application_protocols %q is not supported", p)
+			}
+		}
+		fc.destPort = m.GetDestinationPort().GetValue()
+	}
+	if len(pc.GetFilters()) != 1 {
+		names := []string{}
+		for _, f := range pc.GetFilters() {
+			names = append(names, f.GetName())
+		}
+		return nil, fmt.Errorf("exactly one network filter (%s or %s) is supported, got %q", hcmFilterName, tcpProxyFilterName, names)
+	}
+	f := pc.GetFilters()[0]
+	if err := filterFields.Check(f); err != nil {
+		return nil, fmt.Errorf("filter %q: %v", f.GetName(), err)
+	}
+	tc := f.GetTypedConfig()
+	switch {
+	case tc.MessageIs(&hcmv3.HttpConnectionManager{}):
+		var cfg hcmv3.HttpConnectionManager
+		if err := tc.UnmarshalTo(&cfg); err != nil {
+			return nil, fmt.Errorf("filter %q: %v", f.GetName(), err)
+		}
+		h, err := newHCM(&cfg, d)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", hcmFilterName, err)
+		}
+		fc.http = h
+	case tc.MessageIs(&tcpproxyv3.TcpProxy{}):
+		var cfg tcpproxyv3.TcpProxy
+		if err := tc.UnmarshalTo(&cfg); err != nil {
+			return nil, fmt.Errorf("filter %q: %v", f.GetName(), err)
+		}
+		t, err := newTCPProxy(&cfg, d)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", tcpProxyFilterName, err)
+		}
+		fc.tcp = t
+	case tc == nil:
+		return nil, fmt.Errorf("network filter %q has no typed_config", f.GetName())
+	default:
+		return nil, fmt.Errorf("network filter %q (%s) is not supported yet", f.GetName(), tc.GetTypeUrl())
+	}
+	return fc, nil
+}
+
+// chainFor picks the chain serving connections to port.
+func (l *Listener) chainFor(port uint32) *filterChain {
+	for _, fc := range l.chains {
+		if fc.destPort == port && port != 0 {
+			return fc
+		}
+	}
+	return l.fallback
+}
+
+// hostPort formats ip and port.
+func hostPort(ip string, port uint32) string {
+	return net.JoinHostPort(ip, strconv.Itoa(int(port)))
+}
