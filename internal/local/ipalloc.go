@@ -1,0 +1,125 @@
+package local
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"syscall"
+)
+
+// Pods get their addresses from two /16 blocks of the loopback network, so a
+// pod IP and its app IP share the last two octets (127.1.0.7 ↔ 127.2.0.7),
+// which keeps logs readable. 127.0.0.0/16 is left alone: 127.0.0.1 is where
+// the control plane and the ingress gateway listen.
+const (
+	podIPBlock    = 1
+	appIPBlock    = 2
+	ipsPerBlock   = 256 * 254 // x.1 … x.254 for every x
+	errNoLoopHint = "on macOS every loopback address must be added first, e.g. `sudo ifconfig lo0 alias %s up`"
+)
+
+// proxyPorts are the ports a sidecar or gateway binds on its pod IP (admin,
+// outbound, health, Prometheus stats).
+var proxyPorts = []int{15000, 15001, 15021, 15090}
+
+// ipAllocator hands out pod and app IPs, skipping addresses already handed
+// out and addresses on which another process (a stray app, another runner)
+// already holds one of the ports the pod needs.
+type ipAllocator struct {
+	mu    sync.Mutex
+	taken map[int]bool // indexes handed out and not yet released
+	next  int          // round-robin cursor, so a released address is not reused at once
+	// probe reports nil when every port is free on addr; tests replace it.
+	probe func(addr netip.Addr, ports []int) error
+}
+
+func newIPAllocator() *ipAllocator {
+	return &ipAllocator{taken: map[int]bool{}, probe: probePorts}
+}
+
+// errAddrBusy marks a probe failure that means "try the next address".
+var errAddrBusy = errors.New("address in use")
+
+// Allocate reserves a pod IP and, when withApp is set, the matching app IP.
+// ports are the ports the pod will bind on those addresses.
+func (a *ipAllocator) Allocate(withApp bool, ports []int) (podIP, appIP netip.Addr, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for n := 0; n < ipsPerBlock; n++ {
+		i := (a.next + n) % ipsPerBlock
+		if a.taken[i] {
+			continue
+		}
+		pod := indexToAddr(podIPBlock, i)
+		if err := a.probe(pod, ports); err != nil {
+			if errors.Is(err, errAddrBusy) {
+				continue
+			}
+			return netip.Addr{}, netip.Addr{}, err
+		}
+		if withApp {
+			app := indexToAddr(appIPBlock, i)
+			if err := a.probe(app, ports); err != nil {
+				if errors.Is(err, errAddrBusy) {
+					continue
+				}
+				return netip.Addr{}, netip.Addr{}, err
+			}
+			appIP = app
+		}
+		a.taken[i] = true
+		a.next = i + 1
+		return pod, appIP, nil
+	}
+	return netip.Addr{}, netip.Addr{}, fmt.Errorf("no free loopback address left in 127.%d.0.0/16", podIPBlock)
+}
+
+// Release returns a pod's addresses (the app IP follows the pod IP).
+func (a *ipAllocator) Release(podIP netip.Addr) {
+	if i, ok := addrToIndex(podIP); ok {
+		a.mu.Lock()
+		delete(a.taken, i)
+		a.mu.Unlock()
+	}
+}
+
+func indexToAddr(block, i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{127, byte(block), byte(i / 254), byte(i%254 + 1)})
+}
+
+func addrToIndex(a netip.Addr) (int, bool) {
+	if !a.Is4() {
+		return 0, false
+	}
+	b := a.As4()
+	if b[0] != 127 || b[1] != podIPBlock || b[3] == 0 || b[3] == 255 {
+		return 0, false
+	}
+	return int(b[2])*254 + int(b[3]) - 1, true
+}
+
+// probePorts tries to bind every port on addr. A port held by someone else
+// makes the address busy; an address the system does not route to loopback
+// (macOS without aliases) is an error the user must fix.
+func probePorts(addr netip.Addr, ports []int) error {
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	for _, p := range ports {
+		l, err := net.Listen("tcp", net.JoinHostPort(addr.String(), strconv.Itoa(p)))
+		if err != nil {
+			if errors.Is(err, syscall.EADDRNOTAVAIL) {
+				return fmt.Errorf("loopback address %s is not usable: %w ("+errNoLoopHint+")", addr, err, addr)
+			}
+			return fmt.Errorf("%w: %s:%d: %v", errAddrBusy, addr, p, err)
+		}
+		held = append(held, l)
+	}
+	return nil
+}
