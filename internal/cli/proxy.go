@@ -1,0 +1,73 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/skein-mesh/skein/internal/proxy"
+)
+
+func newProxyCmd() *cobra.Command {
+	var (
+		opts   proxy.Options
+		labels string
+	)
+	cmd := &cobra.Command{
+		Use:   "proxy sidecar|router",
+		Short: "Run Skein's data plane proxy (sidecar, or router for gateways)",
+		Long: `Run the Go data plane. It connects to skein discovery over ADS, serves the
+listeners it is given (local mode: the outbound HTTP proxy on <pod-ip>:15001,
+each inbound port on <pod-ip>) and the admin interface on <pod-ip>:15000.
+SIGTERM drains: new connections are refused and in-flight requests get 5 s.`,
+		Args:      cobra.MatchAll(cobra.ExactArgs(1), cobra.OnlyValidArgs),
+		ValidArgs: []string{string(proxy.Sidecar), string(proxy.Router)},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Mode = proxy.Mode(args[0])
+			if opts.PodIP == "" {
+				return fmt.Errorf("--pod-ip is required (or set POD_IP)")
+			}
+			var err error
+			if opts.Labels, err = proxy.ParseLabels(labels); err != nil {
+				return fmt.Errorf("--labels: %w", err)
+			}
+			opts.Namespace = global.namespace
+			if opts.Namespace == "" {
+				opts.Namespace = envOr("POD_NAMESPACE", "default")
+			}
+			if opts.PodName == "" {
+				opts.PodName = string(opts.Mode) + "-" + opts.PodIP
+			}
+			opts.Version = Version
+			opts.Logger = slog.Default()
+
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			p, err := proxy.Start(ctx, opts)
+			if err != nil {
+				return err
+			}
+			p.Wait()
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.DiscoveryAddress, "discovery-address", envOr("SKEIN_DISCOVERY_ADDRESS", "127.0.0.1:15010"), "control plane xDS address (host:port)")
+	f.StringVar(&opts.PodIP, "pod-ip", os.Getenv("POD_IP"), "pod IP: where the proxy listens (required)")
+	f.StringVar(&opts.AppIP, "app-ip", os.Getenv("SKEIN_APP_IP"), "sidecar: where the app listens (sent as APP_IP node metadata)")
+	f.StringVar(&opts.BindAddress, "bind-address", "", "address that replaces 0.0.0.0 in listener addresses, e.g. 127.0.0.1 for a gateway (default: the pod IP)")
+	f.StringVar(&opts.PodName, "pod-name", os.Getenv("POD_NAME"), "pod name (default <mode>-<pod-ip>)")
+	f.StringVar(&opts.ServiceAccount, "service-account", envOr("SERVICE_ACCOUNT", "default"), "service account")
+	f.StringVar(&opts.WorkloadName, "workload-name", "", "workload name for node metadata (default: the pod name without its ReplicaSet suffix)")
+	f.StringVar(&labels, "labels", "", "pod labels as k=v,k=v")
+	f.IntVar(&opts.AdminPort, "admin-port", 15000, "admin port (on the pod IP)")
+	f.IntVar(&opts.HealthPort, "health-port", 15021, "health port serving /healthz/ready (on the pod IP)")
+	f.IntVar(&opts.PrometheusPort, "prometheus-port", 15090, "port serving /stats/prometheus (on the pod IP)")
+	f.StringVar(&opts.ClusterID, "cluster-id", "Kubernetes", "cluster id (CLUSTER_ID node metadata)")
+	f.StringVar(&opts.Domain, "domain", "", "proxy DNS domain (default <namespace>.svc.cluster.local)")
+	return cmd
+}

@@ -1,0 +1,78 @@
+// Package cli wires Skein's cobra commands. Commands are thin: they parse
+// flags and call into the domain packages.
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// Execute runs the skein command line and returns the process exit code.
+func Execute() int {
+	root := NewRootCmd()
+	if err := root.Execute(); err != nil {
+		// kubectl prints server errors ("Error from server (NotFound): ...") as they are.
+		if msg := err.Error(); strings.HasPrefix(msg, "Error from server") {
+			fmt.Fprintln(os.Stderr, msg)
+		} else {
+			fmt.Fprintln(os.Stderr, "Error:", msg)
+		}
+		return 1
+	}
+	return 0
+}
+
+// globalFlags are shared by every command that talks to the control plane.
+type globalFlags struct {
+	server    string // control plane HTTP address (config API, debug)
+	namespace string
+	logLevel  string
+}
+
+var global globalFlags
+
+// NewRootCmd builds the command tree.
+func NewRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "skein",
+		Short:         "Skein: an Istio-compatible service mesh in one Go binary",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, args []string) {
+			setupLogging(global.logLevel)
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&global.server, "server", envOr("SKEIN_SERVER", "127.0.0.1:15014"), "control plane address (host:port of skein discovery's HTTP port)")
+	pf.StringVarP(&global.namespace, "namespace", "n", "", "namespace (default \"default\")")
+	pf.StringVar(&global.logLevel, "log-level", envOr("SKEIN_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
+
+	root.AddCommand(
+		newVersionCmd(), newProxyCmd(),
+		newDiscoveryCmd(),
+		newProxyStatusCmd(),
+		newBookinfoCmd(),
+		newApplyCmd(), newGetCmd(), newDeleteCmd(),
+		newUpCmd(),
+	)
+	return root
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func setupLogging(level string) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})))
+}
