@@ -57,6 +57,43 @@ func TestWeightedClusterDistribution(t *testing.T) {
 	}
 }
 
+// TestWeightedPicksStayOnShare checks that weighted choices hold their share
+// in every window of requests, not only on average: any 100 consecutive
+// picks are within 2 of the weight, from any starting point.
+func TestWeightedPicksStayOnShare(t *testing.T) {
+	for _, weights := range [][]uint64{{50, 50}, {10, 90}, {33, 33, 34}, {1, 99}} {
+		var total uint64
+		for _, w := range weights {
+			total += w
+		}
+		for _, start := range []uint64{0, 1 << 63, 12345678901234567} {
+			picks := make([]int, 0, 1000)
+			for k := start; k < start+1000; k++ {
+				v := lowDiscrepancyPick(total, k)
+				var i int
+				for acc := uint64(0); i < len(weights); i++ {
+					acc += weights[i]
+					if v < acc {
+						break
+					}
+				}
+				picks = append(picks, i)
+			}
+			for from := 0; from+100 <= len(picks); from++ {
+				counts := make([]int, len(weights))
+				for _, i := range picks[from : from+100] {
+					counts[i]++
+				}
+				for i, w := range weights {
+					if d := counts[i] - int(w*100/total); d < -2 || d > 2 {
+						t.Fatalf("weights %v, start %d, window at %d: cluster %d got %d of 100, want %d±2", weights, start, from, i, counts[i], w*100/total)
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestWeightedClusterRanges pins the picker to check every weight range
 // maps to its cluster, with total_weight given.
 func TestWeightedClusterRanges(t *testing.T) {
@@ -70,7 +107,7 @@ func TestWeightedClusterRanges(t *testing.T) {
         - {name: b, weight: 90}
 `))
 	for v, want := range map[uint64]string{0: "a", 9: "a", 10: "b", 99: "b"} {
-		tbl.pick = func(n uint64) uint64 {
+		tbl.pick = func(n, _ uint64) uint64 {
 			if n != 100 {
 				t.Fatalf("pick(%d), want 100", n)
 			}
@@ -327,7 +364,7 @@ func TestWeightedClusterHostRewrite(t *testing.T) {
         - {name: b, weight: 1}
 `))
 	for v, want := range map[uint64]string{0: "a.example", 1: "route.example"} {
-		tbl.pick = func(uint64) uint64 { return v }
+		tbl.pick = func(_, _ uint64) uint64 { return v }
 		r := newRequest(http.MethodGet, "/")
 		d, _ := tbl.Route(r)
 		d.ApplyRequest(r)

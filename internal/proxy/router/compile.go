@@ -54,7 +54,7 @@ func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
 	if err != nil {
 		return nil, wrap(err)
 	}
-	t := &Table{name: rc.GetName(), ignorePort: rc.GetIgnorePortInHostMatching(), pick: defaultPick}
+	t := &Table{name: rc.GetName(), ignorePort: rc.GetIgnorePortInHostMatching(), pick: lowDiscrepancyPick}
 	for i, pvh := range rc.GetVirtualHosts() {
 		if err := c.virtualHost(pvh, &t.hosts); err != nil {
 			if pvh.GetName() == "" {
@@ -310,6 +310,7 @@ func compileWeighted(rt *route, wc *routev3.WeightedCluster, base Decision, leve
 		return errors.New("sum of weights is 0")
 	}
 	rt.total = sum
+	rt.picks = newPickCounter()
 	return nil
 }
 

@@ -127,8 +127,8 @@ func routeGolden(t *testing.T, tbl *Table, gr goldenRequest) goldenResult {
 
 	// Enumerate a weighted route's weight range by pinning the picker.
 	var total uint64
-	tbl.pick = func(n uint64) uint64 { total = n; return 0 }
-	defer func() { tbl.pick = defaultPick }()
+	tbl.pick = func(n, _ uint64) uint64 { total = n; return 0 }
+	defer func() { tbl.pick = lowDiscrepancyPick }()
 	r := newReq()
 	d, ok := tbl.Route(r)
 	if !ok {
@@ -140,7 +140,7 @@ func routeGolden(t *testing.T, tbl *Table, gr goldenRequest) goldenResult {
 		}
 		res.Weights = map[string]uint64{}
 		for v := range total {
-			tbl.pick = func(uint64) uint64 { return v }
+			tbl.pick = func(_, _ uint64) uint64 { return v }
 			wd, _ := tbl.Route(newReq())
 			res.Weights[wd.Cluster]++
 		}

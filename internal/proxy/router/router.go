@@ -11,8 +11,10 @@
 package router
 
 import (
+	"math/bits"
 	"math/rand/v2"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -28,8 +30,9 @@ type Table struct {
 	// ignorePort strips ":port" from the request host before domain
 	// matching (RouteConfiguration.ignore_port_in_host_matching; Istio sets it).
 	ignorePort bool
-	// pick returns a uniform number in [0, n); rand.Uint64N except in tests.
-	pick func(n uint64) uint64
+	// pick maps the k-th weighted choice of a route to a number in [0, n);
+	// lowDiscrepancyPick except in tests.
+	pick func(n, k uint64) uint64
 }
 
 // Name is the RouteConfiguration's name.
@@ -130,6 +133,7 @@ type route struct {
 	fixed    *Decision
 	weighted []weightedChoice // non-empty for weighted_clusters
 	total    uint64           // sum of weights
+	picks    *atomic.Uint64   // weighted choices made so far (random start)
 	redirect *redirectAction
 }
 
@@ -145,7 +149,7 @@ func (rt *route) decide(t *Table, req *requestView) *Decision {
 		d.Redirect = &Redirect{Status: rt.redirect.status, Location: rt.redirect.location(req)}
 		return &d
 	case len(rt.weighted) > 0:
-		v := t.pick(rt.total)
+		v := t.pick(rt.total, rt.picks.Add(1))
 		for i := range rt.weighted {
 			if v < rt.weighted[i].end {
 				return rt.weighted[i].decision
@@ -157,4 +161,21 @@ func (rt *route) decide(t *Table, req *requestView) *Decision {
 	}
 }
 
-func defaultPick(n uint64) uint64 { return rand.Uint64N(n) }
+// lowDiscrepancyPick spreads weighted choices by the golden-ratio (Weyl)
+// sequence frac(k/φ): every window of requests gets its weights' share
+// within a request or two, where independent random picks drift by several
+// percent over a few hundred requests (a 50/50 split measured over 400
+// requests would leave 45-55% about one time in twenty). The sequence has no
+// short period, so no cluster sees a regular pattern, and each route starts
+// at a random k so proxies do not move in lockstep.
+func lowDiscrepancyPick(n, k uint64) uint64 {
+	const goldenFraction = 0x9E3779B97F4A7C15 // 2^64/φ
+	hi, _ := bits.Mul64(k*goldenFraction, n)
+	return hi
+}
+
+func newPickCounter() *atomic.Uint64 {
+	c := new(atomic.Uint64)
+	c.Store(rand.Uint64())
+	return c
+}
