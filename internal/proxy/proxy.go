@@ -115,6 +115,7 @@ func Start(ctx context.Context, opts Options) (*Proxy, error) {
 		BindAddress:  opts.BindAddress,
 		Clusters:     clusters,
 		Routes:       p.dataplane,
+		HTTPFilters:  httpFilters(),
 		Stats:        p.stats,
 		Logger:       log,
 		DrainTimeout: opts.DrainTimeout,

@@ -3,6 +3,7 @@ package listener
 import (
 	"context"
 	"errors"
+	"github.com/skein-mesh/skein/internal/proxy/filters"
 	"io"
 	"log/slog"
 	"net/http"
@@ -35,6 +36,8 @@ type exchange struct {
 	target   string // original destination host:port
 	decision *router.Decision
 	cluster  string
+	// filterReq is the filter chain's view of the request (nil without filters).
+	filterReq *filters.Request
 
 	status       int
 	flags        string
@@ -55,6 +58,9 @@ func (ex *exchange) localReply(status int, flag, body string, d *router.Decision
 	}
 	if ex.hcm.serverHeader != hcmPassThrough {
 		h.Set("Server", ex.hcm.serverName)
+	}
+	if ex.filterReq != nil {
+		ex.hcm.chain.OnResponse(ex.filterReq, status, h)
 	}
 	ex.w.WriteHeader(status)
 	io.WriteString(ex.w, body)
@@ -285,6 +291,9 @@ func (ex *exchange) respond(cl *cluster.Cluster, resp *http.Response, serviceTim
 		if h.Get("Server") == "" {
 			h.Set("Server", ex.hcm.serverName)
 		}
+	}
+	if ex.filterReq != nil {
+		ex.hcm.chain.OnResponse(ex.filterReq, resp.StatusCode, h)
 	}
 	ex.w.WriteHeader(resp.StatusCode)
 

@@ -2,8 +2,10 @@ package listener
 
 import (
 	"fmt"
+	"github.com/skein-mesh/skein/internal/proxy/filters"
 	"net"
 	"net/http"
+	"net/netip"
 	"path"
 	"strings"
 	"time"
@@ -17,7 +19,7 @@ import (
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
 
-// RouterFilterName is the only HTTP filter the proxy implements so far.
+// RouterFilterName is the terminal HTTP filter: routing and forwarding.
 const RouterFilterName = "envoy.filters.http.router"
 
 var (
@@ -58,6 +60,8 @@ type connectionManager struct {
 	mergeSlashes        bool
 	sanitizeClientCert  bool
 	suppressEnvoyHeader bool
+	// chain is the HTTP filters before the router, in configured order.
+	chain filters.Chain
 
 	stats hcmStats
 }
@@ -158,7 +162,8 @@ func (h *connectionManager) initStats() {
 	}
 }
 
-// filters accepts exactly the router filter, last, as Envoy requires.
+// filters compiles the HTTP filters: registered ones in order, then the
+// router, which must be last as Envoy requires.
 func (h *connectionManager) filters(fs []*hcmv3.HttpFilter) error {
 	if len(fs) == 0 {
 		return fmt.Errorf("http_filters must end with %s", RouterFilterName)
@@ -168,9 +173,20 @@ func (h *connectionManager) filters(fs []*hcmv3.HttpFilter) error {
 			return fmt.Errorf("http_filters[%d] %q: %v", i, f.GetName(), err)
 		}
 		tc := f.GetTypedConfig()
-		isRouter := f.GetName() == RouterFilterName || tc.MessageIs(&routerfilterv3.Router{})
+		isRouter := f.GetName() == RouterFilterName && tc == nil || tc.MessageIs(&routerfilterv3.Router{})
 		if !isRouter {
-			return fmt.Errorf("http filter %q is not supported yet (only %s is)", f.GetName(), RouterFilterName)
+			if i == len(fs)-1 {
+				return fmt.Errorf("http_filters must end with %s, not %q", RouterFilterName, f.GetName())
+			}
+			if h.deps.httpFilters == nil {
+				return fmt.Errorf("http filter %q is not supported (only %s is)", f.GetName(), RouterFilterName)
+			}
+			filter, err := h.deps.httpFilters.Build(f.GetName(), tc)
+			if err != nil {
+				return err
+			}
+			h.chain = append(h.chain, filter)
+			continue
 		}
 		if i != len(fs)-1 {
 			return fmt.Errorf("http filter %s must be the last filter", RouterFilterName)
@@ -229,6 +245,17 @@ func (h *connectionManager) serve(w http.ResponseWriter, r *http.Request, target
 	h.normalize(r)
 
 	d, ok := h.route(r)
+	if len(h.chain) > 0 {
+		ex.filterReq = &filters.Request{HTTP: r, Conn: connInfo(r), Route: d}
+		if reply := h.chain.OnRequest(ex.filterReq); reply != nil {
+			ex.decision = d
+			for k, vs := range reply.Headers {
+				w.Header()[k] = vs
+			}
+			ex.localReply(reply.Status, reply.Flag, reply.Body, d)
+			return
+		}
+	}
 	if !ok {
 		h.stats.noRoute.Inc()
 		ex.localReply(http.StatusNotFound, "NR", "", nil)
@@ -288,4 +315,31 @@ func withDefaultPort(host, port string) string {
 	}
 	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 	return net.JoinHostPort(host, port)
+}
+
+// connInfo describes the downstream connection of r for filters.
+func connInfo(r *http.Request) *filters.Conn {
+	c := &filters.Conn{}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		c.Source = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if ap, err := netip.ParseAddrPort(la.String()); err == nil {
+			c.Destination = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		}
+	}
+	if r.TLS != nil {
+		c.TLS = true
+		c.SNI = r.TLS.ServerName
+		if len(r.TLS.PeerCertificates) > 0 {
+			c.PeerCertificate = r.TLS.PeerCertificates[0]
+			for _, u := range c.PeerCertificate.URIs {
+				if u.Scheme == "spiffe" {
+					c.PeerPrincipal = u.Host + u.Path
+					break
+				}
+			}
+		}
+	}
+	return c
 }

@@ -10,6 +10,7 @@ package listener
 
 import (
 	"fmt"
+	"github.com/skein-mesh/skein/internal/proxy/filters"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -39,10 +40,11 @@ type Routes interface {
 
 // deps is what every compiled filter needs at request time.
 type deps struct {
-	clusters Clusters
-	routes   Routes
-	stats    *stats.Store
-	log      *slog.Logger
+	clusters    Clusters
+	routes      Routes
+	httpFilters *filters.Registry
+	stats       *stats.Store
+	log         *slog.Logger
 }
 
 // Network filter names; a filter is recognised by its typed_config type.

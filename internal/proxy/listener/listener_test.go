@@ -137,7 +137,7 @@ func TestUpdateRejectsWhatIsNotImplemented(t *testing.T) {
 	}{
 		{"unknown http filter", []*listenerv3.Listener{withHCM(func(h *hcmv3.HttpConnectionManager) {
 			h.HttpFilters = append([]*hcmv3.HttpFilter{{Name: "envoy.filters.http.foo"}}, h.HttpFilters...)
-		})}, `listener "bad": filter chain [0]: envoy.filters.network.http_connection_manager: http filter "envoy.filters.http.foo" is not supported yet`},
+		})}, `listener "bad": filter chain [0]: envoy.filters.network.http_connection_manager: http filter "envoy.filters.http.foo" is not supported`},
 		{"no router filter", []*listenerv3.Listener{withHCM(func(h *hcmv3.HttpConnectionManager) { h.HttpFilters = nil })},
 			"http_filters must end with envoy.filters.http.router"},
 		{"unimplemented hcm field", []*listenerv3.Listener{withHCM(func(h *hcmv3.HttpConnectionManager) {

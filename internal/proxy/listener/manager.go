@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/skein-mesh/skein/internal/proxy/filters"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -28,6 +29,9 @@ type Options struct {
 	BindAddress string
 	Clusters    Clusters
 	Routes      Routes
+	// HTTPFilters builds the HTTP filters connection managers configure
+	// (besides the router); nil accepts only the router.
+	HTTPFilters *filters.Registry
 	Stats       *stats.Store
 	Logger      *slog.Logger
 	// DrainTimeout bounds how long a removed listener's in-flight requests
@@ -96,7 +100,7 @@ func NewManager(opts Options) (*Manager, error) {
 	}
 	m := &Manager{
 		opts:    opts,
-		deps:    &deps{clusters: opts.Clusters, routes: opts.Routes, stats: opts.Stats, log: opts.Logger.With("component", "listeners")},
+		deps:    &deps{clusters: opts.Clusters, routes: opts.Routes, httpFilters: opts.HTTPFilters, stats: opts.Stats, log: opts.Logger.With("component", "listeners")},
 		sockets: map[string]*socket{},
 	}
 	m.state.Store(&state{listeners: map[string]*Listener{}, byAddr: map[string]*Listener{}, byPort: map[uint32]*Listener{}, bindings: map[string]*socketHandler{}})

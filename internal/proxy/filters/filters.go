@@ -1,0 +1,193 @@
+// Package filters is the proxy's HTTP filter extension point. Each filter
+// (RBAC, JWT authentication, fault injection, CORS, local rate limit, ...)
+// lives in its own subpackage and registers a Factory keyed by the Envoy
+// typed_config type it implements. The connection manager builds the
+// configured chain through a Registry, so a filter nobody registered is a
+// clean NACK, and runs it on every request before forwarding.
+package filters
+
+import (
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	udpav1 "github.com/cncf/xds/go/udpa/type/v1"
+	xdsv3 "github.com/cncf/xds/go/xds/type/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/skein-mesh/skein/internal/proxy/router"
+)
+
+// Conn describes the downstream connection a request arrived on.
+type Conn struct {
+	Source          netip.AddrPort // the direct peer
+	Destination     netip.AddrPort // the local address it connected to
+	TLS             bool
+	SNI             string
+	PeerCertificate *x509.Certificate // verified client certificate (mTLS)
+	// PeerPrincipal is the peer's SPIFFE identity without the scheme, as
+	// Istio's policies write it: "cluster.local/ns/bookinfo/sa/productpage".
+	PeerPrincipal string
+}
+
+// Request is one request's state shared by the filters of a chain.
+type Request struct {
+	HTTP *http.Request
+	Conn *Conn
+	// Route is the routing decision, nil when no route matched (filters
+	// still run: an authorization filter denies before a 404).
+	Route *router.Decision
+	// Metadata is Envoy's dynamic metadata, by filter name: how one filter
+	// tells a later one (jwt_authn → rbac) what it found.
+	Metadata map[string]map[string]any
+	// ResponseFlags collects Envoy response flags set by filters (e.g. "RL").
+	ResponseFlags []string
+}
+
+// SetMetadata records a value for later filters under the filter's name.
+func (r *Request) SetMetadata(filter, key string, value any) {
+	if r.Metadata == nil {
+		r.Metadata = map[string]map[string]any{}
+	}
+	m := r.Metadata[filter]
+	if m == nil {
+		m = map[string]any{}
+		r.Metadata[filter] = m
+	}
+	m[key] = value
+}
+
+// LocalReply makes the connection manager answer instead of forwarding.
+type LocalReply struct {
+	Status  int
+	Body    string
+	Flag    string // response flag for logs and metrics, e.g. "RL", "UAEX", "DI"
+	Headers http.Header
+}
+
+// HTTPFilter acts on requests before they are forwarded. A non-nil reply
+// stops the chain and is sent to the client.
+type HTTPFilter interface {
+	OnRequest(req *Request) *LocalReply
+}
+
+// ResponseFilter is implemented by filters that also act on the response
+// headers, before they are written (CORS, rate-limit headers).
+type ResponseFilter interface {
+	OnResponse(req *Request, status int, header http.Header)
+}
+
+// Factory builds a filter from its typed config (already unwrapped from
+// any TypedStruct). It validates everything it is given: an unsupported
+// field is an error, which the proxy turns into a NACK.
+type Factory func(config *anypb.Any) (HTTPFilter, error)
+
+// Registry maps filter config types to factories.
+type Registry struct {
+	byType map[string]Factory
+	names  map[string]string // canonical filter name → type URL
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{byType: map[string]Factory{}, names: map[string]string{}}
+}
+
+// Register adds a filter: its canonical name ("envoy.filters.http.rbac"),
+// the config message it takes, and its factory.
+func (r *Registry) Register(name string, config proto.Message, f Factory) {
+	typeURL := "type.googleapis.com/" + string(config.ProtoReflect().Descriptor().FullName())
+	r.byType[typeURL] = f
+	r.names[name] = typeURL
+}
+
+// Build compiles one configured filter. The filter is found by its
+// typed_config type (names are free-form in Envoy).
+func (r *Registry) Build(name string, config *anypb.Any) (HTTPFilter, error) {
+	if config == nil {
+		return nil, fmt.Errorf("http filter %q: typed_config is required", name)
+	}
+	unwrapped, err := Unwrap(config)
+	if err != nil {
+		return nil, fmt.Errorf("http filter %q: %v", name, err)
+	}
+	f, ok := r.byType[unwrapped.GetTypeUrl()]
+	if !ok {
+		return nil, fmt.Errorf("http filter %q (%s) is not supported", name, strings.TrimPrefix(unwrapped.GetTypeUrl(), "type.googleapis.com/"))
+	}
+	filter, err := f(unwrapped)
+	if err != nil {
+		return nil, fmt.Errorf("http filter %q: %v", name, err)
+	}
+	return filter, nil
+}
+
+// Unwrap turns a udpa/xds TypedStruct (how EnvoyFilter patches often carry
+// config) into the typed message it describes; other configs pass through.
+func Unwrap(config *anypb.Any) (*anypb.Any, error) {
+	var typeURL string
+	var value []byte
+	switch {
+	case config.MessageIs(&udpav1.TypedStruct{}):
+		var ts udpav1.TypedStruct
+		if err := config.UnmarshalTo(&ts); err != nil {
+			return nil, err
+		}
+		typeURL = ts.GetTypeUrl()
+		v, err := protojson.Marshal(ts.GetValue())
+		if err != nil {
+			return nil, err
+		}
+		value = v
+	case config.MessageIs(&xdsv3.TypedStruct{}):
+		var ts xdsv3.TypedStruct
+		if err := config.UnmarshalTo(&ts); err != nil {
+			return nil, err
+		}
+		typeURL = ts.GetTypeUrl()
+		v, err := protojson.Marshal(ts.GetValue())
+		if err != nil {
+			return nil, err
+		}
+		value = v
+	default:
+		return config, nil
+	}
+	mt, err := protoregistry.GlobalTypes.FindMessageByURL(typeURL)
+	if err != nil {
+		return nil, fmt.Errorf("TypedStruct type_url %q: unknown type", typeURL)
+	}
+	msg := mt.New().Interface()
+	if err := protojson.Unmarshal(value, msg); err != nil {
+		return nil, fmt.Errorf("TypedStruct value for %s: %v", typeURL, err)
+	}
+	return anypb.New(msg)
+}
+
+// Chain is a compiled list of filters, run in order.
+type Chain []HTTPFilter
+
+// OnRequest runs the filters until one replies.
+func (c Chain) OnRequest(req *Request) *LocalReply {
+	for _, f := range c {
+		if reply := f.OnRequest(req); reply != nil {
+			return reply
+		}
+	}
+	return nil
+}
+
+// OnResponse runs the response side of the filters, last first, as Envoy's
+// encoder filters run in reverse order.
+func (c Chain) OnResponse(req *Request, status int, header http.Header) {
+	for i := len(c) - 1; i >= 0; i-- {
+		if rf, ok := c[i].(ResponseFilter); ok {
+			rf.OnResponse(req, status, header)
+		}
+	}
+}
