@@ -62,6 +62,7 @@ func (g *generator) outboundCluster(svc *model.Service, port model.Port, subset 
 	}
 	g.applyTrafficPolicy(c, policy)
 	setProtocolOptions(c, port.Protocol.IsHTTP2(), policy.GetConnectionPool().GetHttp())
+	g.applyUpstreamTLS(c, svc, port, policy)
 	return c
 }
 
@@ -253,6 +254,7 @@ func (g *generator) loadAssignment(name string, svc *model.Service, port model.P
 				Address: socketAddress(ep.Address, ep.Port),
 			}},
 			HealthStatus: corev3.HealthStatus_HEALTHY,
+			Metadata:     g.endpointMetadata(ep),
 		}
 		if ep.Weight > 0 {
 			lb.LoadBalancingWeight = wrapperspb.UInt32(ep.Weight)

@@ -62,6 +62,7 @@ func (g *generator) buildGateway() ([]*listenerv3.Listener, []*routev3.RouteConf
 					RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 						RouteConfigName: name, ConfigSource: adsConfigSource(),
 					}},
+					HttpFilters: g.outboundHTTPFilters(),
 				})},
 			}},
 		})

@@ -70,6 +70,7 @@ func (g *generator) buildSidecarListeners(inbound []inboundPort) []*listenerv3.L
 					RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 						RouteConfigName: OutboundRoute(port), ConfigSource: adsConfigSource(),
 					}},
+					HttpFilters: g.outboundHTTPFilters(),
 				})},
 			}},
 		})
@@ -81,37 +82,40 @@ func (g *generator) buildSidecarListeners(inbound []inboundPort) []*listenerv3.L
 		TrafficDirection: corev3.TrafficDirection_INBOUND,
 	}
 	for _, ip := range inbound {
-		chainName := OutboundListener(ip.target) // Istio names inbound chains 0.0.0.0_<port> too
-		match := &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(ip.target)}
-		var filter *listenerv3.Filter
-		if ip.protocol.IsHTTP() {
-			filter = hcmFilter(&hcmv3.HttpConnectionManager{
-				StatPrefix: fmt.Sprintf("inbound_0.0.0.0_%d", ip.target),
-				RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
-					Name: InboundCluster(ip.target),
-					VirtualHosts: []*routev3.VirtualHost{{
-						Name:    fmt.Sprintf("inbound|http|%d", ip.target),
-						Domains: []string{"*"},
-						Routes: []*routev3.Route{{
-							Name:  "default",
-							Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-							Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-								ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: InboundCluster(ip.target)},
-								Timeout:          durationpb.New(0),
-							}},
-						}},
-					}},
-				}},
-			})
-			vin.FilterChains = append(vin.FilterChains, &listenerv3.FilterChain{Name: chainName, FilterChainMatch: match, Filters: []*listenerv3.Filter{filter}})
-		} else {
-			chain := tcpProxyChain(chainName, InboundCluster(ip.target), fmt.Sprintf("inbound|%d||", ip.target))
-			chain.FilterChainMatch = match
-			vin.FilterChains = append(vin.FilterChains, chain)
-		}
+		vin.FilterChains = append(vin.FilterChains, g.inboundChains(ip, g.inboundFilters(ip))...)
 	}
 	vin.FilterChains = append(vin.FilterChains, tcpProxyChain(InboundPassthroughFilterChain, InboundPassthroughCluster, InboundPassthroughCluster))
 	return append(out, vin)
+}
+
+// inboundFilters returns the network filters serving one inbound port:
+// authorization for TCP, then an HTTP connection manager (with
+// authentication and authorization filters) or a tcp_proxy to the app.
+func (g *generator) inboundFilters(ip inboundPort) []*listenerv3.Filter {
+	if !ip.protocol.IsHTTP() {
+		tp := &tcpv3.TcpProxy{StatPrefix: InboundCluster(ip.target), ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: InboundCluster(ip.target)}}
+		return append(g.inboundNetworkFilters(ip),
+			&listenerv3.Filter{Name: TCPProxy, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(tp)}})
+	}
+	return []*listenerv3.Filter{hcmFilter(&hcmv3.HttpConnectionManager{
+		StatPrefix: fmt.Sprintf("inbound_0.0.0.0_%d", ip.target),
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
+			Name: InboundCluster(ip.target),
+			VirtualHosts: []*routev3.VirtualHost{{
+				Name:    fmt.Sprintf("inbound|http|%d", ip.target),
+				Domains: []string{"*"},
+				Routes: []*routev3.Route{{
+					Name:  "default",
+					Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+					Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+						ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: InboundCluster(ip.target)},
+						Timeout:          durationpb.New(0),
+					}},
+				}},
+			}},
+		}},
+		HttpFilters: g.inboundHTTPFilters(ip),
+	})}
 }
 
 // outboundHTTPPorts lists the distinct HTTP service ports in the mesh.
@@ -130,6 +134,8 @@ func (g *generator) outboundHTTPPorts() []uint32 {
 	return ports
 }
 
+// hcmFilter wraps an HTTP connection manager as a network filter, ending
+// its HTTP filters (set by the caller) with the router.
 func hcmFilter(hcm *hcmv3.HttpConnectionManager) *listenerv3.Filter {
 	hcm.CodecType = hcmv3.HttpConnectionManager_AUTO
 	hcm.HttpFilters = append(hcm.HttpFilters, &hcmv3.HttpFilter{
