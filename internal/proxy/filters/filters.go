@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/skein-mesh/skein/internal/proxy/router"
 )
@@ -130,41 +131,33 @@ func (r *Registry) Build(name string, config *anypb.Any) (HTTPFilter, error) {
 // Unwrap turns a udpa/xds TypedStruct (how EnvoyFilter patches often carry
 // config) into the typed message it describes; other configs pass through.
 func Unwrap(config *anypb.Any) (*anypb.Any, error) {
-	var typeURL string
-	var value []byte
+	var ts interface {
+		proto.Message
+		GetTypeUrl() string
+		GetValue() *structpb.Struct
+	}
 	switch {
 	case config.MessageIs(&udpav1.TypedStruct{}):
-		var ts udpav1.TypedStruct
-		if err := config.UnmarshalTo(&ts); err != nil {
-			return nil, err
-		}
-		typeURL = ts.GetTypeUrl()
-		v, err := protojson.Marshal(ts.GetValue())
-		if err != nil {
-			return nil, err
-		}
-		value = v
+		ts = &udpav1.TypedStruct{}
 	case config.MessageIs(&xdsv3.TypedStruct{}):
-		var ts xdsv3.TypedStruct
-		if err := config.UnmarshalTo(&ts); err != nil {
-			return nil, err
-		}
-		typeURL = ts.GetTypeUrl()
-		v, err := protojson.Marshal(ts.GetValue())
-		if err != nil {
-			return nil, err
-		}
-		value = v
+		ts = &xdsv3.TypedStruct{}
 	default:
 		return config, nil
 	}
-	mt, err := protoregistry.GlobalTypes.FindMessageByURL(typeURL)
+	if err := config.UnmarshalTo(ts); err != nil {
+		return nil, err
+	}
+	value, err := protojson.Marshal(ts.GetValue())
 	if err != nil {
-		return nil, fmt.Errorf("TypedStruct type_url %q: unknown type", typeURL)
+		return nil, err
+	}
+	mt, err := protoregistry.GlobalTypes.FindMessageByURL(ts.GetTypeUrl())
+	if err != nil {
+		return nil, fmt.Errorf("TypedStruct type_url %q: unknown type", ts.GetTypeUrl())
 	}
 	msg := mt.New().Interface()
 	if err := protojson.Unmarshal(value, msg); err != nil {
-		return nil, fmt.Errorf("TypedStruct value for %s: %v", typeURL, err)
+		return nil, fmt.Errorf("TypedStruct value for %s: %v", ts.GetTypeUrl(), err)
 	}
 	return anypb.New(msg)
 }
