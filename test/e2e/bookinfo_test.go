@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -26,7 +27,7 @@ func startMesh(t *testing.T, files ...string) *mesh {
 	m := &mesh{dataDir: t.TempDir()}
 	m.server = fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
 	grpcAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
-	ingressIP := "127.0.9.1"
+	ingressIP := freeIngressIP(t)
 	m.ingress = "http://" + ingressIP + ":8080"
 	args := []string{"up", "--data-dir", m.dataDir, "--http-addr", m.server, "--grpc-addr", grpcAddr, "--ingress-address", ingressIP}
 	for _, f := range files {
@@ -47,6 +48,30 @@ func startMesh(t *testing.T, files ...string) *mesh {
 		return nil
 	})
 	return m
+}
+
+// freeIngressIP finds a loopback address whose gateway ports (8080, 8443)
+// are free, so several meshes (parallel tests, a developer's own skein up)
+// never collide.
+func freeIngressIP(t *testing.T) string {
+	t.Helper()
+	for i := 1; i < 250; i++ {
+		ip := fmt.Sprintf("127.0.9.%d", i)
+		free := true
+		for _, port := range []string{"8080", "8443"} {
+			l, err := net.Listen("tcp", ip+":"+port)
+			if err != nil {
+				free = false
+				break
+			}
+			l.Close()
+		}
+		if free {
+			return ip
+		}
+	}
+	t.Fatal("no free loopback address for the ingress gateway in 127.0.9.0/24")
+	return ""
 }
 
 func (m *mesh) skein(t *testing.T, args ...string) string {
