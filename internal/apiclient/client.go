@@ -191,6 +191,11 @@ func (c *Client) Ping(ctx context.Context) error {
 
 // do sends one request; timeout 0 leaves the deadline to ctx.
 func (c *Client) do(ctx context.Context, method, path string, body, into any, timeout time.Duration) error {
+	return c.doAuth(ctx, method, path, "", body, into, timeout)
+}
+
+// doAuth is do with an Authorization header (none when auth is empty).
+func (c *Client) doAuth(ctx context.Context, method, path, auth string, body, into any, timeout time.Duration) error {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -210,6 +215,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, into any, ti
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -236,4 +244,21 @@ func (c *Client) do(ctx context.Context, method, path string, body, into any, ti
 		return fmt.Errorf("control plane answered %s %s with invalid JSON: %w", method, path, err)
 	}
 	return nil
+}
+
+// TokenResponse answers POST /api/v1/token.
+type TokenResponse struct {
+	Token          string    `json:"token"`
+	ServiceAccount string    `json:"serviceAccount"`
+	Expiry         time.Time `json:"expiry"`
+}
+
+// IssueToken asks the control plane for a workload token for a pod that is
+// registered in the store; adminToken is the control plane's admin secret
+// (the admin-token file in its CA directory).
+func (c *Client) IssueToken(ctx context.Context, adminToken, namespace, pod string) (*TokenResponse, error) {
+	var resp TokenResponse
+	body := map[string]string{"namespace": namespace, "pod": pod}
+	err := c.doAuth(ctx, http.MethodPost, "/api/v1/token", "Bearer "+adminToken, body, &resp, 10*time.Second)
+	return &resp, err
 }

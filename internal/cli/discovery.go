@@ -35,5 +35,10 @@ func newDiscoveryCmd() *cobra.Command {
 	f.StringVar(&opts.RootNamespace, "root-namespace", "istio-system", "namespace of mesh-wide config")
 	f.DurationVar(&opts.Debounce, "debounce", 50*time.Millisecond, "quiet time after a config change before pushing")
 	f.DurationVar(&opts.MaxDebounce, "max-debounce", 500*time.Millisecond, "longest a push waits while changes keep coming")
+	f.StringVar(&opts.CA.Dir, "ca-dir", "", "directory keeping the mesh CA's root, token key and admin-token (default <store-dir>/../ca; in memory without a store)")
+	f.StringVar(&opts.CA.CACertsDir, "cacerts", "", "plug in a CA from Istio's cacerts files in this directory (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem)")
+	f.StringVar(&opts.CA.TrustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of workload identities")
+	f.DurationVar(&opts.CA.CertTTL, "cert-ttl", 24*time.Hour, "lifetime of workload certificates when the proxy asks for none")
+	f.DurationVar(&opts.CA.MaxCertTTL, "max-cert-ttl", 90*24*time.Hour, "longest workload certificate lifetime a proxy may ask for")
 	return cmd
 }

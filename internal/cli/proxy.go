@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -69,5 +70,15 @@ SIGTERM drains: new connections are refused and in-flight requests get 5 s.`,
 	f.IntVar(&opts.PrometheusPort, "prometheus-port", 15090, "port serving /stats/prometheus (on the pod IP)")
 	f.StringVar(&opts.ClusterID, "cluster-id", "Kubernetes", "cluster id (CLUSTER_ID node metadata)")
 	f.StringVar(&opts.Domain, "domain", "", "proxy DNS domain (default <namespace>.svc.cluster.local)")
+	f.StringVar(&opts.Identity.CAAddress, "ca-address", os.Getenv("CA_ADDR"), "mesh CA gRPC address (host:port) for the workload certificate (default: --discovery-address when --token-file is set)")
+	f.StringVar(&opts.Identity.TokenFile, "token-file", os.Getenv("SKEIN_TOKEN_FILE"), "file holding the workload token sent to the CA; setting it (or --ca-address) enables the workload certificate")
+	f.StringVar(&opts.Identity.TrustDomain, "trust-domain", envOr("TRUST_DOMAIN", "cluster.local"), "SPIFFE trust domain")
+	f.DurationVar(&opts.Identity.CertTTL, "cert-ttl", envDuration("SECRET_TTL"), "workload certificate lifetime to ask for, e.g. 24h or 4s (env SECRET_TTL; 0: the CA's default)")
 	return cmd
+}
+
+// envDuration reads a duration from the environment (0 when unset or bad).
+func envDuration(key string) time.Duration {
+	d, _ := time.ParseDuration(os.Getenv(key))
+	return d
 }

@@ -54,7 +54,7 @@ func NewRootCmd() *cobra.Command {
 	root.AddCommand(
 		newVersionCmd(), newProxyCmd(),
 		newDiscoveryCmd(),
-		newProxyStatusCmd(),
+		newProxyStatusCmd(), newProxyConfigCmd(),
 		newBookinfoCmd(),
 		newApplyCmd(), newGetCmd(), newDeleteCmd(),
 		newUpCmd(),

@@ -67,6 +67,7 @@ var Schemas = []*Schema{
 	{Kind: "Service", Group: "", Versions: []string{"v1"}, Plural: "services", ShortNames: []string{"svc"}, Namespaced: true, NewSpec: func() any { return &corev1.Service{} }},
 	{Kind: "ServiceAccount", Group: "", Versions: []string{"v1"}, Plural: "serviceaccounts", ShortNames: []string{"sa"}, Namespaced: true, NewSpec: func() any { return &corev1.ServiceAccount{} }},
 	{Kind: "ConfigMap", Group: "", Versions: []string{"v1"}, Plural: "configmaps", ShortNames: []string{"cm"}, Namespaced: true, NewSpec: func() any { return &corev1.ConfigMap{} }},
+	{Kind: "Secret", Group: "", Versions: []string{"v1"}, Plural: "secrets", Namespaced: true, NewSpec: func() any { return &corev1.Secret{} }},
 	{Kind: "Pod", Group: "", Versions: []string{"v1"}, Plural: "pods", ShortNames: []string{"po"}, Namespaced: true, NewSpec: func() any { return &corev1.Pod{} }},
 	{Kind: "Deployment", Group: "apps", Versions: []string{"v1"}, Plural: "deployments", ShortNames: []string{"deploy"}, Namespaced: true, NewSpec: func() any { return &appsv1.Deployment{} }},
 }

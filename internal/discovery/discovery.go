@@ -39,6 +39,7 @@ type Options struct {
 	// never delayed more than MaxDebounce after the first change.
 	Debounce    time.Duration
 	MaxDebounce time.Duration
+	CA          CAOptions
 }
 
 func (o *Options) defaults() {
@@ -65,6 +66,8 @@ type Server struct {
 	pushes  atomic.Int64
 	grpcLis net.Listener
 	httpLis net.Listener
+
+	identity *identity
 }
 
 // New opens the store and binds the listeners (so callers know the ports
@@ -79,6 +82,9 @@ func New(opts Options, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("open config store: %w", err)
 	}
 	s := &Server{opts: opts, log: log, store: store, xds: xdsserver.New(log, xds.Generate)}
+	if err := s.setupCA(); err != nil {
+		return nil, err
+	}
 	if s.grpcLis, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("xDS listener: %w", err)
 	}
@@ -106,6 +112,7 @@ func (s *Server) Run(ctx context.Context) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
 	s.xds.Register(g)
+	s.registerCA(g)
 	hs := &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
 
 	errc := make(chan error, 2)
@@ -182,6 +189,7 @@ func (s *Server) pushNow() {
 func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/api/", configapi.NewHandler(s.store, s.log))
+	s.handleCA(mux)
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /debug/syncz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, s.xds.Status())

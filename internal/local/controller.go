@@ -31,6 +31,7 @@ type managedPod struct {
 	published      int64 // state version last applied to the store; 0 = never
 	publishedReady bool
 	printedReason  string // last not-running reason printed, to print each once
+	tokenIssued    bool   // the proxy's workload token is written
 }
 
 // controller is the Deployment controller and kubelet in one: it makes the
@@ -49,6 +50,7 @@ type controller struct {
 	probe   probeConfig
 	dirs    func(namespace, name string) string // working directory of a Deployment
 	resync  time.Duration
+	tokens  *tokenWriter // nil: proxies get no workload token
 
 	mu             sync.Mutex
 	pods           map[string]*managedPod // by namespace/name
@@ -282,6 +284,9 @@ func (c *controller) terminate(ctx context.Context, mp *managedPod, deleteFromSt
 		defer c.terminating.Done()
 		mp.stop(context.WithoutCancel(ctx))
 		c.alloc.Release(mp.plan.PodIP)
+		if c.tokens != nil {
+			c.tokens.remove(mp.plan.Namespace, mp.plan.Name)
+		}
 	}()
 }
 
@@ -318,6 +323,7 @@ func (c *controller) publish(ctx context.Context) {
 			c.out.pod(p.mp.plan, p.st)
 		}
 		p.mp.publishedReady = p.st.Ready
+		c.issueToken(ctx, p.mp)
 		for _, cs := range p.st.Containers {
 			if cs.Reason != "" && cs.Reason != p.mp.printedReason && cs.Reason != reasonCrashLoop {
 				c.out.printf("pod %s/%s container %s: %s: %s\n", p.mp.plan.Namespace, p.mp.plan.Name, cs.Name, cs.Reason, cs.Message)
@@ -325,7 +331,25 @@ func (c *controller) publish(ctx context.Context) {
 			}
 		}
 	}
+	// A token whose issue failed is retried at every publish.
+	for _, mp := range pods {
+		if mp.published > 0 {
+			c.issueToken(ctx, mp)
+		}
+	}
 	c.updateSettled()
+}
+
+// issueToken gives a registered pod's proxy its workload token (once).
+func (c *controller) issueToken(ctx context.Context, mp *managedPod) {
+	if c.tokens == nil || mp.tokenIssued || mp.plan.Mode == noProxy {
+		return
+	}
+	if err := c.tokens.issue(ctx, mp.plan.Namespace, mp.plan.Name); err != nil {
+		c.log.Warn("no workload token yet; will retry", "pod", podKey(mp.plan.Namespace, mp.plan.Name), "error", err)
+		return
+	}
+	mp.tokenIssued = true
 }
 
 // updateSettled records whether every pod is ready (and there is at least

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -73,6 +74,7 @@ type planner struct {
 	DiscoveryAddr  string // xDS address handed to proxies
 	IngressAddress string // where the ingress gateway binds
 	LogLevel       string // passed to proxies as SKEIN_LOG_LEVEL
+	TokenDir       string // proxies read their token from TokenDir/<ns>/<pod> (empty: none)
 	HostEnv        []string
 	LookPath       func(string) (string, error)
 	ConfigMaps     configMapLookup
@@ -248,6 +250,9 @@ func (pl *planner) proxyContainer(id podIdentity, labels map[string]string, d *a
 		"--labels", formatLabels(labels),
 		"--workload-name", d.Name,
 		"--admin-port", strconv.Itoa(adminPort))
+	if pl.TokenDir != "" {
+		argv = append(argv, "--token-file", filepath.Join(pl.TokenDir, id.Namespace, id.Name))
+	}
 	vars := runnerEnv(podIdentity{Name: id.Name, Namespace: id.Namespace, ServiceAccount: id.ServiceAccount, PodIP: id.PodIP, AppIP: id.AppIP})
 	if pl.LogLevel != "" {
 		vars = append(vars, envVar{"SKEIN_LOG_LEVEL", pl.LogLevel})

@@ -161,7 +161,7 @@ func Start(ctx context.Context, opts Options) (*Runner, error) {
 		planner: &planner{
 			Executable: opts.Executable, DiscoveryAddr: opts.GRPCAddr, IngressAddress: opts.IngressAddress,
 			LogLevel: opts.LogLevel, HostEnv: os.Environ(), LookPath: exec.LookPath,
-			ConfigMaps: r.configMap,
+			ConfigMaps: r.configMap, TokenDir: filepath.Join(opts.DataDir, "tokens"),
 		},
 		log: opts.Logger, out: out, logDir: logDir,
 		backoff: defaultBackoff, grace: defaultGracePeriod, probe: defaultProbe, resync: resyncInterval,
@@ -174,6 +174,7 @@ func Start(ctx context.Context, opts Options) (*Runner, error) {
 		},
 		pods: map[string]*managedPod{}, deployErrs: map[string]string{},
 		changed: make(chan struct{}, 1),
+		tokens:  &tokenWriter{api: r.api, adminTokenFile: filepath.Join(opts.DataDir, "ca", "admin-token"), dir: filepath.Join(opts.DataDir, "tokens")},
 	}
 	out.upHint = r.ingressHint
 
@@ -313,7 +314,8 @@ func (r *Runner) startDiscovery(ctx context.Context, logDir string) error {
 	proc, err := startProcess(processSpec{
 		Name: "discovery",
 		Argv: []string{r.opts.Executable, "discovery",
-			"--store-dir", storeDir, "--grpc-addr", r.opts.GRPCAddr, "--http-addr", r.opts.HTTPAddr},
+			"--store-dir", storeDir, "--ca-dir", filepath.Join(r.opts.DataDir, "ca"),
+			"--grpc-addr", r.opts.GRPCAddr, "--http-addr", r.opts.HTTPAddr},
 		Env:     env,
 		LogPath: logPath,
 		Backoff: defaultBackoff,

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"sort"
 	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
@@ -30,6 +31,7 @@ type PushContext struct {
 	virtualServices  []*config.Object
 	destinationRules []*config.Object
 	gateways         []*config.Object
+	envoyFilters     []*config.Object
 }
 
 // NewPushContext indexes the config for translation.
@@ -39,6 +41,7 @@ func NewPushContext(version string, cfg config.Reader, reg ServiceDiscovery, dom
 		virtualServices:  cfg.List("VirtualService"),
 		destinationRules: cfg.List("DestinationRule"),
 		gateways:         cfg.List("Gateway"),
+		envoyFilters:     cfg.List("EnvoyFilter"),
 	}
 }
 
@@ -166,6 +169,65 @@ func (pc *PushContext) DestinationRule(ns string, svc *Service) *config.Object {
 		return inService
 	}
 	return inRoot
+}
+
+// EnvoyFilters returns the EnvoyFilters that patch proxy p, in the order
+// Istio applies them: by priority, then those of the root namespace before
+// those of p's namespace, then by creation time. A filter selects p when it
+// lives in the root namespace or p's namespace and its workloadSelector
+// (or a targetRef naming p's Gateway) matches; without either it selects
+// every workload of its namespace.
+func (pc *PushContext) EnvoyFilters(p *Proxy) []*config.Object {
+	var out []*config.Object
+	for _, o := range pc.envoyFilters {
+		ns := o.Meta.Namespace
+		if ns != pc.RootNamespace && ns != p.Namespace {
+			continue
+		}
+		ef := o.Spec.(*networking.EnvoyFilter)
+		switch {
+		case len(ef.GetTargetRefs()) > 0:
+			if !envoyFilterTargets(ef, ns, p) {
+				continue
+			}
+		case len(ef.GetWorkloadSelector().GetLabels()) > 0:
+			if !LabelsMatch(ef.GetWorkloadSelector().GetLabels(), p.Labels) {
+				continue
+			}
+		}
+		out = append(out, o)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		pa, pb := a.Spec.(*networking.EnvoyFilter).GetPriority(), b.Spec.(*networking.EnvoyFilter).GetPriority()
+		if pa != pb {
+			return pa < pb
+		}
+		if ra, rb := a.Meta.Namespace == pc.RootNamespace, b.Meta.Namespace == pc.RootNamespace; ra != rb {
+			return ra
+		}
+		if !a.Meta.CreationTimestamp.Equal(b.Meta.CreationTimestamp) {
+			return a.Meta.CreationTimestamp.Before(b.Meta.CreationTimestamp)
+		}
+		return a.Meta.Namespace+"/"+a.Meta.Name < b.Meta.Namespace+"/"+b.Meta.Name
+	})
+	return out
+}
+
+// envoyFilterTargets reports whether a targetRef names p: Istio attaches
+// EnvoyFilters by targetRef to Kubernetes Gateway API gateways, whose pods
+// carry the gateway's name as a label.
+func envoyFilterTargets(ef *networking.EnvoyFilter, ns string, p *Proxy) bool {
+	for _, ref := range ef.GetTargetRefs() {
+		refNS := ref.GetNamespace()
+		if refNS == "" {
+			refNS = ns
+		}
+		if ref.GetKind() == "Gateway" && refNS == p.Namespace && p.Labels["gateway.networking.k8s.io/gateway-name"] == ref.GetName() {
+			return true
+		}
+	}
+	return false
 }
 
 func contains(list []string, s string) bool {

@@ -1,10 +1,22 @@
 package proxy
 
-import "github.com/skein-mesh/skein/internal/proxy/filters"
+import (
+	"github.com/skein-mesh/skein/internal/proxy/filters"
+	"github.com/skein-mesh/skein/internal/proxy/filters/cors"
+	"github.com/skein-mesh/skein/internal/proxy/filters/fault"
+	"github.com/skein-mesh/skein/internal/proxy/filters/jwtauthn"
+	"github.com/skein-mesh/skein/internal/proxy/filters/localratelimit"
+	"github.com/skein-mesh/skein/internal/proxy/filters/rbac"
+)
 
 // httpFilters lists every HTTP filter the proxy implements. Filters not
 // registered here are NACKed by name.
 func httpFilters() *filters.Registry {
 	reg := filters.NewRegistry()
+	fault.Register(reg)
+	cors.Register(reg)
+	localratelimit.Register(reg, localratelimit.Options{})
+	jwtauthn.Register(reg, jwtauthn.Options{})
+	rbac.Register(reg, rbac.Options{})
 	return reg
 }

@@ -39,6 +39,9 @@ func (o *Options) Node() (*corev3.Node, error) {
 		"WORKLOAD_NAME":     o.WorkloadName,
 		"CLUSTER_ID":        o.ClusterID,
 		"INTERCEPTION_MODE": "NONE",
+		// Istio's key for the proxy version; EnvoyFilter proxyVersion
+		// matches and proxy-status read it.
+		"ISTIO_VERSION": o.Version,
 	}
 	if o.AppIP != "" {
 		meta["APP_IP"] = o.AppIP

@@ -26,6 +26,7 @@ import (
 	"github.com/skein-mesh/skein/internal/proxy/admin"
 	"github.com/skein-mesh/skein/internal/proxy/cluster"
 	"github.com/skein-mesh/skein/internal/proxy/listener"
+	"github.com/skein-mesh/skein/internal/proxy/secrets"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 	"github.com/skein-mesh/skein/internal/proxy/xdsclient"
 )
@@ -56,6 +57,9 @@ type Options struct {
 	InitialFetchTimeout time.Duration
 	Version             string
 	Logger              *slog.Logger
+	// Identity: with a CAAddress or a TokenFile the proxy gets a workload
+	// certificate from the mesh CA and keeps it fresh (see package secrets).
+	Identity IdentityOptions
 }
 
 // Proxy is a running data plane.
@@ -67,6 +71,7 @@ type Proxy struct {
 	started   time.Time
 	xds       *xdsclient.Client
 	dataplane *dataplane
+	secrets   *secrets.Manager
 	servers   []*http.Server
 	addrs     map[string]string // admin, health, prometheus → bound address
 
@@ -108,7 +113,10 @@ func Start(ctx context.Context, opts Options) (*Proxy, error) {
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	clusters := cluster.NewManager(cluster.Options{Stats: p.stats, Logger: log})
+	if p.secrets, err = opts.Identity.manager(opts, p.stats, log); err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	clusters := cluster.NewManager(cluster.Options{Stats: p.stats, Logger: log, Secrets: p.secrets, SourceAddress: opts.PodIP})
 	p.dataplane = &dataplane{clusters: clusters}
 	listeners, err := listener.NewManager(listener.Options{
 		PodIP:        opts.PodIP,
@@ -119,6 +127,7 @@ func Start(ctx context.Context, opts Options) (*Proxy, error) {
 		Stats:        p.stats,
 		Logger:       log,
 		DrainTimeout: opts.DrainTimeout,
+		Secrets:      p.secrets,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
@@ -161,6 +170,7 @@ func Start(ctx context.Context, opts Options) (*Proxy, error) {
 	p.stats.Gauge("server.state").Set(2) // PRE_INITIALIZING, as Envoy numbers it
 
 	xdsCtx, stopXDS := context.WithCancel(context.Background())
+	p.startSecrets(xdsCtx)
 	xdsDone := make(chan struct{})
 	go func() {
 		defer close(xdsDone)
@@ -191,6 +201,9 @@ func (p *Proxy) shutdown(stopXDS context.CancelFunc, xdsDone <-chan struct{}) {
 	p.dataplane.listeners.Shutdown(ctx)
 	stopXDS()
 	<-xdsDone
+	if p.secrets != nil {
+		p.secrets.Close()
+	}
 	p.dataplane.clusters.Close()
 	p.closeServers()
 	p.log.Info("proxy stopped")
@@ -247,6 +260,9 @@ func (p *Proxy) Ready() bool {
 	cds, okC := snap.Updated[xdsclient.ClusterType]
 	lds, okL := snap.Updated[xdsclient.ListenerType]
 	if !okC || !okL {
+		return false
+	}
+	if !p.identityReady() {
 		return false
 	}
 	if p.xds.Synced() || time.Since(later(cds, lds)) > p.opts.InitialFetchTimeout {

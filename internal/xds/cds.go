@@ -1,18 +1,23 @@
 package xds
 
 import (
+	"math"
+	"slices"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
 
+	"github.com/skein-mesh/skein/internal/config"
 	"github.com/skein-mesh/skein/internal/model"
 )
 
@@ -61,7 +66,7 @@ func (g *generator) outboundCluster(svc *model.Service, port model.Port, subset 
 		c.LbPolicy = clusterv3.Cluster_CLUSTER_PROVIDED
 	}
 	g.applyTrafficPolicy(c, policy)
-	setProtocolOptions(c, port.Protocol.IsHTTP2(), policy.GetConnectionPool().GetHttp())
+	setProtocolOptions(c, port.Protocol.IsHTTP2() || upgradeToH2(port, policy), policy.GetConnectionPool().GetHttp())
 	g.applyUpstreamTLS(c, svc, port, policy)
 	return c
 }
@@ -159,85 +164,249 @@ func mergePolicy(base, top *networking.TrafficPolicy) *networking.TrafficPolicy 
 	return out
 }
 
+// upgradeToH2 reports whether connectionPool.http.h2UpgradePolicy UPGRADE
+// asks for HTTP/2 to an HTTP/1.1 port's endpoints, as Istio does.
+func upgradeToH2(port model.Port, tp *networking.TrafficPolicy) bool {
+	return port.Protocol.IsHTTP() && tp.GetConnectionPool().GetHttp().GetH2UpgradePolicy() == networking.ConnectionPoolSettings_HTTPSettings_UPGRADE
+}
+
 // applyTrafficPolicy translates a DestinationRule traffic policy onto a cluster.
 func (g *generator) applyTrafficPolicy(c *clusterv3.Cluster, tp *networking.TrafficPolicy) {
 	if tp == nil {
 		return
 	}
-	switch tp.GetLoadBalancer().GetSimple() {
+	g.applyLoadBalancer(c, tp.GetLoadBalancer())
+	if cp := tp.GetConnectionPool(); cp != nil {
+		g.applyConnectionPool(c, cp)
+	}
+	if od := tp.GetOutlierDetection(); od != nil {
+		c.OutlierDetection = outlierDetection(od)
+		// Istio always sets the panic threshold with outlier detection:
+		// minHealthPercent 0 (the default) turns Envoy's 50% panic mode off,
+		// which rarely fits services with few pods.
+		c.CommonLbConfig = &clusterv3.Cluster_CommonLbConfig{HealthyPanicThreshold: &typev3.Percent{Value: float64(od.GetMinHealthPercent())}}
+	}
+	// trafficPolicy.tls is applied by applyUpstreamTLS (mtls.go).
+}
+
+func (g *generator) applyLoadBalancer(c *clusterv3.Cluster, lb *networking.LoadBalancerSettings) {
+	if lb == nil {
+		return
+	}
+	switch lb.GetSimple() {
 	case networking.LoadBalancerSettings_LEAST_REQUEST:
 		c.LbPolicy = clusterv3.Cluster_LEAST_REQUEST
 	case networking.LoadBalancerSettings_RANDOM:
 		c.LbPolicy = clusterv3.Cluster_RANDOM
+	case networking.LoadBalancerSettings_ROUND_ROBIN:
+		c.LbPolicy = clusterv3.Cluster_ROUND_ROBIN
 	case networking.LoadBalancerSettings_PASSTHROUGH:
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST}
 		c.LbPolicy = clusterv3.Cluster_CLUSTER_PROVIDED
 		c.EdsClusterConfig = nil
+		c.LoadAssignment = nil
 	}
-	if ch := tp.GetLoadBalancer().GetConsistentHash(); ch != nil {
-		g.warnf("cluster %s: loadBalancer.consistentHash is not supported yet; using round robin", c.Name)
-	}
-	if cp := tp.GetConnectionPool(); cp != nil {
-		applyConnectionPool(c, cp)
-	}
-	if od := tp.GetOutlierDetection(); od != nil {
-		c.OutlierDetection = outlierDetection(od)
-		if v := od.GetMinHealthPercent(); v > 0 {
-			c.CommonLbConfig = &clusterv3.Cluster_CommonLbConfig{HealthyPanicThreshold: &typev3.Percent{Value: float64(v)}}
+	if ch := lb.GetConsistentHash(); ch != nil {
+		switch {
+		case ch.GetMaglev() != nil:
+			c.LbPolicy = clusterv3.Cluster_MAGLEV
+			if n := ch.GetMaglev().GetTableSize(); n > 0 {
+				c.LbConfig = &clusterv3.Cluster_MaglevLbConfig_{MaglevLbConfig: &clusterv3.Cluster_MaglevLbConfig{TableSize: wrapperspb.UInt64(n)}}
+			}
+		case ch.GetRingHash() != nil:
+			c.LbPolicy = clusterv3.Cluster_RING_HASH
+			if n := ch.GetRingHash().GetMinimumRingSize(); n > 0 {
+				c.LbConfig = &clusterv3.Cluster_RingHashLbConfig_{RingHashLbConfig: &clusterv3.Cluster_RingHashLbConfig{MinimumRingSize: wrapperspb.UInt64(n)}}
+			}
+		default:
+			// The deprecated minimumRingSize, with Envoy's 1024 when unset.
+			n := ch.GetMinimumRingSize()
+			if n == 0 {
+				n = 1024
+			}
+			c.LbPolicy = clusterv3.Cluster_RING_HASH
+			c.LbConfig = &clusterv3.Cluster_RingHashLbConfig_{RingHashLbConfig: &clusterv3.Cluster_RingHashLbConfig{MinimumRingSize: wrapperspb.UInt64(n)}}
 		}
 	}
-	if tp.GetTls() != nil {
-		g.warnf("cluster %s: trafficPolicy.tls is not supported yet", c.Name)
+	if lb.GetWarmupDurationSecs() != nil {
+		g.warnf("cluster %s: loadBalancer.warmupDurationSecs is not supported yet; ignored", c.Name)
+	}
+	if lb.GetLocalityLbSetting() != nil {
+		g.warnf("cluster %s: loadBalancer.localityLbSetting is not supported yet; ignored", c.Name)
 	}
 }
 
-func applyConnectionPool(c *clusterv3.Cluster, cp *networking.ConnectionPoolSettings) {
-	th := &clusterv3.CircuitBreakers_Thresholds{}
-	set := false
+// hashPolicy is the route hash_policy Istio puts on routes to a cluster
+// whose policy uses consistentHash (nil otherwise).
+func hashPolicy(lb *networking.LoadBalancerSettings) []*routev3.RouteAction_HashPolicy {
+	ch := lb.GetConsistentHash()
+	if ch == nil {
+		return nil
+	}
+	var p *routev3.RouteAction_HashPolicy
+	switch {
+	case ch.GetHttpHeaderName() != "":
+		p = &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_Header_{
+			Header: &routev3.RouteAction_HashPolicy_Header{HeaderName: ch.GetHttpHeaderName()}}}
+	case ch.GetHttpCookie() != nil:
+		ck := ch.GetHttpCookie()
+		p = &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_Cookie_{
+			Cookie: &routev3.RouteAction_HashPolicy_Cookie{Name: ck.GetName(), Path: ck.GetPath(), Ttl: ck.GetTtl()}}}
+	case ch.GetUseSourceIp():
+		p = &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_ConnectionProperties_{
+			ConnectionProperties: &routev3.RouteAction_HashPolicy_ConnectionProperties{SourceIp: true}}}
+	case ch.GetHttpQueryParameterName() != "":
+		p = &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_QueryParameter_{
+			QueryParameter: &routev3.RouteAction_HashPolicy_QueryParameter{Name: ch.GetHttpQueryParameterName()}}}
+	default:
+		return nil
+	}
+	return []*routev3.RouteAction_HashPolicy{p}
+}
+
+// routeHashPolicy is the hash policy of a route's destinations: Istio's
+// consistentHash from the DestinationRule of each destination's host, port
+// and subset. Weighted destinations get one only if they all agree.
+func (g *generator) routeHashPolicy(vsObj *config.Object, dests []*networking.HTTPRouteDestination) []*routev3.RouteAction_HashPolicy {
+	var out []*routev3.RouteAction_HashPolicy
+	for i, d := range dests {
+		if d.GetWeight() == 0 && len(dests) > 1 {
+			continue
+		}
+		hp := g.destinationHashPolicy(vsObj, d.GetDestination())
+		if i > 0 && !slices.EqualFunc(hp, out, func(a, b *routev3.RouteAction_HashPolicy) bool { return proto.Equal(a, b) }) {
+			return nil
+		}
+		out = hp
+	}
+	return out
+}
+
+// destinationHashPolicy is the hash policy for one route destination.
+func (g *generator) destinationHashPolicy(vsObj *config.Object, d *networking.Destination) []*routev3.RouteAction_HashPolicy {
+	svc := g.pc.Registry.Service(g.pc.ResolveHost(d.GetHost(), vsObj.Meta.Namespace))
+	if svc == nil {
+		return nil
+	}
+	port := d.GetPort().GetNumber()
+	if port == 0 && len(svc.Ports) > 0 {
+		port = svc.Ports[0].Port
+	}
+	return g.subsetHashPolicy(svc, port, d.GetSubset())
+}
+
+// serviceHashPolicy is the hash policy of the default route to a service port.
+func (g *generator) serviceHashPolicy(svc *model.Service, port uint32) []*routev3.RouteAction_HashPolicy {
+	return g.subsetHashPolicy(svc, port, "")
+}
+
+func (g *generator) subsetHashPolicy(svc *model.Service, port uint32, subset string) []*routev3.RouteAction_HashPolicy {
+	drObj := g.pc.DestinationRule(g.proxy.Namespace, svc)
+	if drObj == nil {
+		return nil
+	}
+	dr := drObj.Spec.(*networking.DestinationRule)
+	policy := portPolicy(dr.GetTrafficPolicy(), port)
+	for _, ss := range dr.GetSubsets() {
+		if subset != "" && ss.GetName() == subset {
+			policy = mergePolicy(policy, portPolicy(ss.GetTrafficPolicy(), port))
+		}
+	}
+	return hashPolicy(policy.GetLoadBalancer())
+}
+
+// istioMaxThreshold is what Istio sets for every circuit breaker limit a
+// DestinationRule leaves unset: effectively no limit.
+const istioMaxThreshold = math.MaxUint32
+
+func (g *generator) applyConnectionPool(c *clusterv3.Cluster, cp *networking.ConnectionPoolSettings) {
+	th := &clusterv3.CircuitBreakers_Thresholds{
+		MaxConnections:     wrapperspb.UInt32(istioMaxThreshold),
+		MaxPendingRequests: wrapperspb.UInt32(istioMaxThreshold),
+		MaxRequests:        wrapperspb.UInt32(istioMaxThreshold),
+		MaxRetries:         wrapperspb.UInt32(istioMaxThreshold),
+		TrackRemaining:     true,
+	}
 	if v := cp.GetTcp().GetMaxConnections(); v > 0 {
-		th.MaxConnections, set = wrapperspb.UInt32(uint32(v)), true
+		th.MaxConnections = wrapperspb.UInt32(uint32(v))
 	}
 	if v := cp.GetHttp().GetHttp1MaxPendingRequests(); v > 0 {
-		th.MaxPendingRequests, set = wrapperspb.UInt32(uint32(v)), true
+		th.MaxPendingRequests = wrapperspb.UInt32(uint32(v))
 	}
 	if v := cp.GetHttp().GetHttp2MaxRequests(); v > 0 {
-		th.MaxRequests, set = wrapperspb.UInt32(uint32(v)), true
+		th.MaxRequests = wrapperspb.UInt32(uint32(v))
 	}
 	if v := cp.GetHttp().GetMaxRetries(); v > 0 {
-		th.MaxRetries, set = wrapperspb.UInt32(uint32(v)), true
+		th.MaxRetries = wrapperspb.UInt32(uint32(v))
 	}
-	if set {
-		c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{th}}
-	}
+	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{th}}
 	if d := cp.GetTcp().GetConnectTimeout(); d != nil {
 		c.ConnectTimeout = d
 	}
+	if ka := cp.GetTcp().GetTcpKeepalive(); ka != nil {
+		tk := &corev3.TcpKeepalive{}
+		if ka.GetProbes() > 0 {
+			tk.KeepaliveProbes = wrapperspb.UInt32(ka.GetProbes())
+		}
+		if t := ka.GetTime(); t != nil {
+			tk.KeepaliveTime = wrapperspb.UInt32(uint32(t.AsDuration().Seconds()))
+		}
+		if t := ka.GetInterval(); t != nil {
+			tk.KeepaliveInterval = wrapperspb.UInt32(uint32(t.AsDuration().Seconds()))
+		}
+		c.UpstreamConnectionOptions = &clusterv3.UpstreamConnectionOptions{TcpKeepalive: tk}
+	}
+	if cp.GetTcp().GetIdleTimeout() != nil {
+		g.warnf("cluster %s: connectionPool.tcp.idleTimeout is not supported yet; ignored", c.Name)
+	}
+	if cp.GetTcp().GetMaxConnectionDuration() != nil {
+		g.warnf("cluster %s: connectionPool.tcp.maxConnectionDuration is not supported yet; ignored", c.Name)
+	}
 }
 
+// outlierDetection follows Istio: the consecutive-error checks Envoy
+// implements by default stay at Envoy's defaults unless set, success-rate
+// detection is off, and the deprecated consecutiveErrors counts gateway
+// errors (502, 503, 504) only.
 func outlierDetection(od *networking.OutlierDetection) *clusterv3.OutlierDetection {
 	out := &clusterv3.OutlierDetection{
-		Interval:         od.GetInterval(),
-		BaseEjectionTime: od.GetBaseEjectionTime(),
-		// Istio turns the 5xx check off unless consecutive5xxErrors is set.
-		EnforcingConsecutive_5Xx: wrapperspb.UInt32(0),
+		Interval:             od.GetInterval(),
+		BaseEjectionTime:     od.GetBaseEjectionTime(),
+		EnforcingSuccessRate: wrapperspb.UInt32(0),
 	}
 	if v := od.GetMaxEjectionPercent(); v > 0 {
 		out.MaxEjectionPercent = wrapperspb.UInt32(uint32(v))
 	}
-	if v := od.GetConsecutive_5XxErrors(); v != nil && v.GetValue() > 0 {
-		out.Consecutive_5Xx = wrapperspb.UInt32(v.GetValue())
-		out.EnforcingConsecutive_5Xx = wrapperspb.UInt32(100)
-	}
-	// The deprecated consecutiveErrors counts gateway errors (502/503/504).
-	gw := od.GetConsecutiveGatewayErrors().GetValue()
-	if gw == 0 && od.GetConsecutiveErrors() > 0 {
-		gw = uint32(od.GetConsecutiveErrors())
-	}
-	if gw > 0 {
-		out.ConsecutiveGatewayFailure = wrapperspb.UInt32(gw)
+	if od.GetConsecutiveErrors() > 0 && od.GetConsecutive_5XxErrors() == nil && od.GetConsecutiveGatewayErrors() == nil {
+		out.ConsecutiveGatewayFailure = wrapperspb.UInt32(uint32(od.GetConsecutiveErrors()))
 		out.EnforcingConsecutiveGatewayFailure = wrapperspb.UInt32(100)
+		out.EnforcingConsecutive_5Xx = wrapperspb.UInt32(0)
+	}
+	if v := od.GetConsecutive_5XxErrors(); v != nil {
+		out.Consecutive_5Xx = wrapperspb.UInt32(v.GetValue())
+		out.EnforcingConsecutive_5Xx = wrapperspb.UInt32(enforcing(v.GetValue()))
+	}
+	if v := od.GetConsecutiveGatewayErrors(); v != nil {
+		out.ConsecutiveGatewayFailure = wrapperspb.UInt32(v.GetValue())
+		out.EnforcingConsecutiveGatewayFailure = wrapperspb.UInt32(enforcing(v.GetValue()))
+	}
+	if od.GetSplitExternalLocalOriginErrors() {
+		out.SplitExternalLocalOriginErrors = true
+		if v := od.GetConsecutiveLocalOriginFailures().GetValue(); v > 0 {
+			out.ConsecutiveLocalOriginFailure = wrapperspb.UInt32(v)
+			out.EnforcingConsecutiveLocalOriginFailure = wrapperspb.UInt32(100)
+		}
+		out.EnforcingLocalOriginSuccessRate = wrapperspb.UInt32(0)
 	}
 	return out
+}
+
+// enforcing is 100% for a threshold that is set, 0 (check off) for 0.
+func enforcing(threshold uint32) uint32 {
+	if threshold > 0 {
+		return 100
+	}
+	return 0
 }
 
 // loadAssignment builds endpoints for a service port, filtered by the subset's labels.

@@ -11,8 +11,6 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
-
-	"github.com/skein-mesh/skein/internal/model"
 )
 
 // gatewayServer is one Gateway server bound to a listener port.
@@ -20,26 +18,37 @@ type gatewayServer struct {
 	gateway string // namespace/name
 	gwNS    string
 	server  *networking.Server
+	// redirect: an HTTP server with tls.httpsRedirect, answering 301 to https.
+	redirect bool
+}
+
+// gatewayPort is everything served on one gateway listener port: plaintext
+// HTTP servers share one chain, each TLS-terminating server gets a chain by
+// SNI, and PASSTHROUGH servers proxy TLS by SNI.
+type gatewayPort struct {
+	http        []gatewayServer
+	https       []gatewayServer
+	passthrough []gatewayServer
 }
 
 // buildGateway returns the listeners and routes of a gateway proxy: one
 // listener per distinct target port of the selected Gateways' servers.
 func (g *generator) buildGateway() ([]*listenerv3.Listener, []*routev3.RouteConfiguration) {
-	byPort := map[uint32][]gatewayServer{}
+	byPort := map[uint32]*gatewayPort{}
 	for _, obj := range g.pc.GatewaysFor(g.proxy) {
 		gw := obj.Spec.(*networking.Gateway)
 		for i, s := range gw.GetServers() {
-			proto := model.ParseProtocol(s.GetPort().GetProtocol())
-			if !proto.IsHTTP() || proto == model.ProtocolUnsupported {
-				g.warnf("Gateway %s/%s servers[%d]: protocol %s is not supported yet", obj.Meta.Namespace, obj.Meta.Name, i, s.GetPort().GetProtocol())
-				continue
-			}
-			if s.GetTls() != nil {
-				g.warnf("Gateway %s/%s servers[%d]: tls is not supported yet", obj.Meta.Namespace, obj.Meta.Name, i)
-				continue
-			}
+			where := fmt.Sprintf("Gateway %s/%s servers[%d]", obj.Meta.Namespace, obj.Meta.Name, i)
+			gs := gatewayServer{gateway: obj.Meta.Namespace + "/" + obj.Meta.Name, gwNS: obj.Meta.Namespace, server: s}
 			target := g.gatewayTargetPort(s.GetPort().GetNumber())
-			byPort[target] = append(byPort[target], gatewayServer{gateway: obj.Meta.Namespace + "/" + obj.Meta.Name, gwNS: obj.Meta.Namespace, server: s})
+			gp := byPort[target]
+			if gp == nil {
+				gp = &gatewayPort{}
+			}
+			if !g.classifyServer(where, gs, gp) {
+				continue
+			}
+			byPort[target] = gp
 		}
 	}
 	ports := make([]uint32, 0, len(byPort))
@@ -51,25 +60,51 @@ func (g *generator) buildGateway() ([]*listenerv3.Listener, []*routev3.RouteConf
 	var listeners []*listenerv3.Listener
 	var routes []*routev3.RouteConfiguration
 	for _, port := range ports {
-		name := GatewayRoute(port)
-		listeners = append(listeners, &listenerv3.Listener{
+		gp := byPort[port]
+		l := &listenerv3.Listener{
 			Name:             OutboundListener(port),
 			Address:          socketAddress("0.0.0.0", port),
 			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
-			FilterChains: []*listenerv3.FilterChain{{
-				Filters: []*listenerv3.Filter{hcmFilter(&hcmv3.HttpConnectionManager{
-					StatPrefix: fmt.Sprintf("outbound_0.0.0.0_%d", port),
-					RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-						RouteConfigName: name, ConfigSource: adsConfigSource(),
-					}},
-					HttpFilters: g.outboundHTTPFilters(),
-				})},
-			}},
-		})
-		g.routeNames = append(g.routeNames, name)
-		routes = append(routes, g.gatewayRoute(name, port, byPort[port]))
+		}
+		if len(gp.https)+len(gp.passthrough) > 0 {
+			l.ListenerFilters = inboundListenerFilters()
+		}
+		for _, srv := range gp.https {
+			name := gatewayHTTPSRoute(srv)
+			if fc := g.httpsChain(port, name, srv); fc != nil {
+				l.FilterChains = append(l.FilterChains, fc)
+				g.routeNames = append(g.routeNames, name)
+				routes = append(routes, g.gatewayRoute(name, port, []gatewayServer{srv}))
+			}
+		}
+		for _, srv := range gp.passthrough {
+			l.FilterChains = append(l.FilterChains, g.passthroughChains(srv)...)
+		}
+		if len(gp.http) > 0 {
+			name := GatewayRoute(port)
+			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
+				Filters: []*listenerv3.Filter{g.gatewayHCM(port, name)},
+			})
+			g.routeNames = append(g.routeNames, name)
+			routes = append(routes, g.gatewayRoute(name, port, gp.http))
+		}
+		if len(l.FilterChains) == 0 {
+			continue
+		}
+		listeners = append(listeners, l)
 	}
 	return listeners, routes
+}
+
+// gatewayHCM is a gateway's HTTP connection manager using RDS route name.
+func (g *generator) gatewayHCM(port uint32, route string) *listenerv3.Filter {
+	return hcmFilter(&hcmv3.HttpConnectionManager{
+		StatPrefix: fmt.Sprintf("outbound_0.0.0.0_%d", port),
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			RouteConfigName: route, ConfigSource: adsConfigSource(),
+		}},
+		HttpFilters: g.outboundHTTPFilters(),
+	})
 }
 
 // gatewayTargetPort maps a Gateway server port to the port the gateway
@@ -104,6 +139,9 @@ func (g *generator) gatewayRoute(name string, port uint32, servers []gatewayServ
 				continue
 			}
 			routes := g.translateHTTPRoutes(vsObj, ctx)
+			if srv.redirect {
+				routes = []*routev3.Route{httpsRedirectRoute()}
+			}
 			for _, h := range hosts {
 				key := fmt.Sprintf("%s:%d", h, ctx.port)
 				vh, ok := vhosts[key]

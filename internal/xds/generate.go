@@ -63,6 +63,7 @@ func Generate(pc *model.PushContext, proxy *model.Proxy) *Resources {
 	for _, ref := range g.edsClusters {
 		res.Endpoints = append(res.Endpoints, g.loadAssignment(ref.cluster, ref.svc, ref.port, ref.subset))
 	}
+	g.applyEnvoyFilters(res)
 	res.Warnings = dedupe(g.warnings)
 	return res
 }

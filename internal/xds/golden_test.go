@@ -44,6 +44,12 @@ func TestGolden(t *testing.T) {
 		{"bookinfo-default", []string{"bookinfo-mesh.yaml"}, map[string]*model.Proxy{"productpage": productpage, "reviews-v1": reviewsV1, "ingress": ingress}},
 		{"tutorial-routing", []string{"bookinfo-mesh.yaml", "tutorial-routing.yaml"}, map[string]*model.Proxy{"productpage": productpage, "ingress": ingress}},
 		{"vs-features", []string{"bookinfo-mesh.yaml", "vs-features.yaml"}, map[string]*model.Proxy{"productpage": productpage, "reviews-v1": reviewsV1}},
+		{"authz", []string{"bookinfo-mesh.yaml", "authz.yaml"}, map[string]*model.Proxy{"productpage": productpage}},
+		{"vs-faults", []string{"bookinfo-mesh.yaml", "vs-faults.yaml"}, map[string]*model.Proxy{"productpage": productpage, "reviews-v1": reviewsV1, "ingress": ingress}},
+		{"mtls-strict", []string{"bookinfo-mesh.yaml", "mtls-strict.yaml"}, map[string]*model.Proxy{"productpage": productpage, "reviews-v1": reviewsV1}},
+		{"dr-tls", []string{"bookinfo-mesh.yaml", "dr-tls.yaml"}, map[string]*model.Proxy{"productpage": productpage}},
+		{"gateway-tls", []string{"bookinfo-mesh.yaml", "gateway-tls.yaml"}, map[string]*model.Proxy{"ingress": ingress}},
+		{"traffic-policy", []string{"bookinfo-mesh.yaml", "traffic-policy.yaml"}, map[string]*model.Proxy{"productpage": productpage}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

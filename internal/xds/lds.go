@@ -80,6 +80,7 @@ func (g *generator) buildSidecarListeners(inbound []inboundPort) []*listenerv3.L
 		Name:             VirtualInboundListener,
 		Address:          socketAddress("0.0.0.0", VirtualInboundPort),
 		TrafficDirection: corev3.TrafficDirection_INBOUND,
+		ListenerFilters:  inboundListenerFilters(),
 	}
 	for _, ip := range inbound {
 		vin.FilterChains = append(vin.FilterChains, g.inboundChains(ip, g.inboundFilters(ip))...)

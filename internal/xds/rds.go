@@ -43,6 +43,7 @@ func (g *generator) buildSidecarRoute(port uint32) *routev3.RouteConfiguration {
 			vh.Routes = g.translateHTTPRoutes(vsObj, ctx)
 		} else {
 			vh.Routes = []*routev3.Route{defaultRoute(OutboundCluster(port, "", svc.Hostname))}
+			vh.Routes[0].GetRoute().HashPolicy = g.serviceHashPolicy(svc, port)
 		}
 		rc.VirtualHosts = append(rc.VirtualHosts, vh)
 	}
@@ -264,9 +265,11 @@ func (g *generator) routeAction(vsObj *config.Object, hr *networking.HTTPRoute, 
 	g.warnUnsupported(hr, where)
 	reqAdd, reqRemove := headerOps(hr.GetHeaders().GetRequest())
 	respAdd, respRemove := headerOps(hr.GetHeaders().GetResponse())
+	perFilter := g.routeFilterConfig(hr, where)
 	common := func(r *routev3.Route) {
 		r.RequestHeadersToAdd, r.RequestHeadersToRemove = reqAdd, reqRemove
 		r.ResponseHeadersToAdd, r.ResponseHeadersToRemove = respAdd, respRemove
+		r.TypedPerFilterConfig = perFilter
 	}
 	switch {
 	case hr.GetRedirect() != nil:
@@ -291,6 +294,7 @@ func (g *generator) routeAction(vsObj *config.Object, hr *networking.HTTPRoute, 
 		ra.Timeout = hr.GetTimeout()
 	}
 	ra.RetryPolicy = translateRetries(hr.GetRetries())
+	ra.RequestMirrorPolicies = g.mirrorPolicies(vsObj, hr, ctx, where)
 	if rw := hr.GetRewrite(); rw != nil {
 		if rw.GetUri() != "" {
 			ra.PrefixRewrite = rw.GetUri()
@@ -326,6 +330,7 @@ func (g *generator) routeAction(vsObj *config.Object, hr *networking.HTTPRoute, 
 		}
 		ra.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}
 	}
+	ra.HashPolicy = g.routeHashPolicy(vsObj, dests)
 	return func(r *routev3.Route) { common(r); r.Action = &routev3.Route_Route{Route: ra} }
 }
 
@@ -427,14 +432,8 @@ func headerOps(ops *networking.Headers_HeaderOperations) ([]*corev3.HeaderValueO
 
 // warnUnsupported reports HTTPRoute fields that translation does not emit yet.
 func (g *generator) warnUnsupported(hr *networking.HTTPRoute, where string) {
-	if hr.GetFault() != nil {
-		g.warnf("%s: fault is not supported yet", where)
-	}
-	if hr.GetMirror() != nil || len(hr.GetMirrors()) > 0 {
-		g.warnf("%s: mirror is not supported yet", where)
-	}
-	if hr.GetCorsPolicy() != nil {
-		g.warnf("%s: corsPolicy is not supported yet", where)
+	if (hr.GetMirror() != nil || len(hr.GetMirrors()) > 0) && (hr.GetRedirect() != nil || hr.GetDirectResponse() != nil) {
+		g.warnf("%s: mirror applies only to routes with destinations; ignored", where)
 	}
 }
 

@@ -24,6 +24,12 @@ func (a *admin) configDump(w http.ResponseWriter, r *http.Request) {
 	writeProto(w, dump)
 }
 
+// SecretsSource is a Source that also holds SDS secrets; its dump (nil:
+// no secrets configured) ends /config_dump as in Envoy.
+type SecretsSource interface {
+	SecretsDump() *adminv3.SecretsConfigDump
+}
+
 // ConfigDump builds the dump of the source's accepted configuration.
 func ConfigDump(src Source, started time.Time, includeEDS bool) (*adminv3.ConfigDump, error) {
 	snap := src.Config()
@@ -35,6 +41,11 @@ func ConfigDump(src Source, started time.Time, includeEDS bool) (*adminv3.Config
 		parts = append(parts, endpointsDump(snap))
 	}
 	parts = append(parts, listenersDump(snap), routesDump(snap))
+	if sec, ok := src.(SecretsSource); ok {
+		if d := sec.SecretsDump(); d != nil {
+			parts = append(parts, d)
+		}
+	}
 	out := &adminv3.ConfigDump{}
 	for _, p := range parts {
 		a, err := anypb.New(p)

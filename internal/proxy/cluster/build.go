@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
+	"github.com/skein-mesh/skein/internal/proxy/tlsconfig"
 )
 
 const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -23,21 +25,29 @@ const (
 )
 
 // clusterFields are the Cluster fields the proxy implements or that are
-// informational. Everything else (circuit_breakers, outlier_detection,
-// transport_socket, health_checks, ...) is NACKed until implemented.
+// informational. Everything else (transport_socket, health_checks, ...) is
+// NACKed until implemented.
 var clusterFields = protocheck.Fields(&clusterv3.Cluster{},
 	"name", "alt_stat_name", "type", "eds_cluster_config", "connect_timeout",
 	"lb_policy", "load_assignment", "typed_extension_protocol_options", "metadata",
 	"common_lb_config", "dns_lookup_family", "dns_refresh_rate", "dns_failure_refresh_rate",
 	"respect_dns_ttl", "dns_jitter", "cleanup_interval", "per_connection_buffer_limit_bytes",
-	"upstream_connection_options")
+	"upstream_connection_options", "circuit_breakers", "outlier_detection",
+	"ring_hash_lb_config", "maglev_lb_config", "least_request_lb_config",
+	"transport_socket", "transport_socket_matches")
+
+// commonLbFields: only the panic threshold is implemented.
+var commonLbFields = protocheck.Fields(&clusterv3.Cluster_CommonLbConfig{}, "healthy_panic_threshold")
+
+// defaultPanicThreshold is Envoy's healthy_panic_threshold default (percent).
+const defaultPanicThreshold = 50
 
 var (
 	edsConfigFields       = protocheck.Fields(&clusterv3.Cluster_EdsClusterConfig{}, "eds_config", "service_name")
 	connOptionsFields     = protocheck.Fields(&clusterv3.UpstreamConnectionOptions{}, "tcp_keepalive")
 	keepaliveFields       = protocheck.Fields(&corev3.TcpKeepalive{}, "keepalive_probes", "keepalive_time", "keepalive_interval")
 	httpOptionsFields     = protocheck.Fields(&upstreamhttpv3.HttpProtocolOptions{}, "explicit_http_config", "use_downstream_protocol_config", "common_http_protocol_options")
-	commonOptionsFields   = protocheck.Fields(&corev3.HttpProtocolOptions{}, "idle_timeout")
+	commonOptionsFields   = protocheck.Fields(&corev3.HttpProtocolOptions{}, "idle_timeout", "max_requests_per_connection")
 	http1OptionsFields    = protocheck.Fields(&corev3.Http1ProtocolOptions{})
 	http2OptionsFields    = protocheck.Fields(&corev3.Http2ProtocolOptions{}, "max_concurrent_streams", "initial_stream_window_size", "initial_connection_window_size")
 	downstreamProtoFields = protocheck.Fields(&upstreamhttpv3.HttpProtocolOptions_UseDownstreamHttpConfig{}, "http_protocol_options", "http2_protocol_options")
@@ -47,6 +57,9 @@ var (
 type builder struct {
 	stats    *stats.Store
 	resolver *net.Resolver
+	now      func() time.Time     // outlier detection's clock
+	certs    tlsconfig.CertSource // workload identity for mTLS (nil: none)
+	source   netip.Addr           // upstream connections' source address (invalid: any)
 }
 
 // build validates pc and returns a Cluster with no endpoints yet (EDS) or
@@ -56,6 +69,11 @@ func (b *builder) build(pc *clusterv3.Cluster) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{name: pc.GetName(), kind: pc.GetType(), config: pc}
+	sockets, err := b.upstreamSockets(pc)
+	if err != nil {
+		return nil, err
+	}
+	c.sockets = sockets
 
 	switch pc.GetType() {
 	case clusterv3.Cluster_EDS:
@@ -77,6 +95,7 @@ func (b *builder) build(pc *clusterv3.Cluster) (*Cluster, error) {
 		if err != nil {
 			return nil, fmt.Errorf("load_assignment: %v", err)
 		}
+		c.sockets.assign(hosts)
 		c.endpoints.Store(newEndpointSet(endpointsOf(hosts)))
 	case clusterv3.Cluster_STRICT_DNS, clusterv3.Cluster_LOGICAL_DNS:
 		hosts, err := parseAssignment(pc.GetLoadAssignment(), false)
@@ -114,8 +133,24 @@ func (b *builder) build(pc *clusterv3.Cluster) (*Cluster, error) {
 	}
 	c.lb = lb
 
+	if err := commonLbFields.Check(pc.GetCommonLbConfig()); err != nil {
+		return nil, fmt.Errorf("common_lb_config: %v", err)
+	}
+	c.panicPct = defaultPanicThreshold
+	if p := pc.GetCommonLbConfig().GetHealthyPanicThreshold(); p != nil {
+		c.panicPct = p.GetValue()
+	}
+	th, err := parseBreakers(pc.GetCircuitBreakers())
+	if err != nil {
+		return nil, fmt.Errorf("circuit_breakers: %v", err)
+	}
+	od, err := parseOutlier(pc.GetOutlierDetection())
+	if err != nil {
+		return nil, fmt.Errorf("outlier_detection: %v", err)
+	}
+
 	idle := defaultIdleTimeout
-	c.protocol, idle, err = httpProtocol(pc, idle)
+	c.protocol, idle, c.perConn, err = httpProtocol(pc, idle)
 	if err != nil {
 		return nil, err
 	}
@@ -124,8 +159,23 @@ func (b *builder) build(pc *clusterv3.Cluster) (*Cluster, error) {
 		return nil, fmt.Errorf("upstream_connection_options: %v", err)
 	}
 	c.Stats = newStats(b.stats, statName(pc))
+	c.breaker = newBreaker(th, b.stats, c.Stats.prefix)
+	if od != nil {
+		now := b.now
+		if now == nil {
+			now = time.Now
+		}
+		c.outlier = newOutlierDetector(od, b.stats, c.Stats.prefix, now)
+		if set := c.endpoints.Load(); set != nil {
+			c.outlier.sync(set.all)
+		}
+	}
 	c.h1 = newTransport(c.dial, idle, false)
 	c.h2 = newTransport(c.dial, idle, true)
+	if c.perConn == 1 {
+		// One request per connection: plain HTTP/1.1 without keep-alive.
+		c.h1.DisableKeepAlives = true
+	}
 	return c, nil
 }
 
@@ -156,73 +206,59 @@ func dnsNetwork(f clusterv3.Cluster_DnsLookupFamily) (string, error) {
 	return "", fmt.Errorf("dns_lookup_family %s is not supported", f)
 }
 
-func balancerFor(pc *clusterv3.Cluster) (balancer, error) {
-	switch p := pc.GetLbPolicy(); p {
-	case clusterv3.Cluster_ROUND_ROBIN:
-		return &roundRobin{}, nil
-	case clusterv3.Cluster_LEAST_REQUEST:
-		return leastRequest{}, nil
-	case clusterv3.Cluster_RANDOM:
-		return random{}, nil
-	case clusterv3.Cluster_CLUSTER_PROVIDED:
-		if pc.GetType() != clusterv3.Cluster_ORIGINAL_DST {
-			return nil, fmt.Errorf("lb_policy CLUSTER_PROVIDED is only supported on ORIGINAL_DST clusters")
-		}
-		return &roundRobin{}, nil
-	default:
-		return nil, fmt.Errorf("lb_policy %s is not supported yet (ROUND_ROBIN, LEAST_REQUEST and RANDOM are)", p)
-	}
-}
-
 // httpProtocol reads typed_extension_protocol_options.
-func httpProtocol(pc *clusterv3.Cluster, idle time.Duration) (Protocol, time.Duration, error) {
+// It also returns max_requests_per_connection (0: unlimited).
+func httpProtocol(pc *clusterv3.Cluster, idle time.Duration) (_ Protocol, _ time.Duration, perConn uint64, _ error) {
 	opts := pc.GetTypedExtensionProtocolOptions()
 	for key := range opts {
 		if key != httpProtocolOptionsKey {
-			return 0, 0, fmt.Errorf("typed_extension_protocol_options[%q] is not supported", key)
+			return 0, 0, 0, fmt.Errorf("typed_extension_protocol_options[%q] is not supported", key)
 		}
 	}
 	anyOpts, ok := opts[httpProtocolOptionsKey]
 	if !ok {
-		return HTTP1, idle, nil
+		return HTTP1, idle, perConn, nil
 	}
 	where := "typed_extension_protocol_options[\"" + httpProtocolOptionsKey + "\"]"
 	var hpo upstreamhttpv3.HttpProtocolOptions
 	if err := anyOpts.UnmarshalTo(&hpo); err != nil {
-		return 0, 0, fmt.Errorf("%s: %v", where, err)
+		return 0, 0, 0, fmt.Errorf("%s: %v", where, err)
 	}
 	if err := httpOptionsFields.Check(&hpo); err != nil {
-		return 0, 0, fmt.Errorf("%s: %v", where, err)
+		return 0, 0, 0, fmt.Errorf("%s: %v", where, err)
 	}
 	if common := hpo.GetCommonHttpProtocolOptions(); common != nil {
 		if err := commonOptionsFields.Check(common); err != nil {
-			return 0, 0, fmt.Errorf("%s.common_http_protocol_options: %v", where, err)
+			return 0, 0, 0, fmt.Errorf("%s.common_http_protocol_options: %v", where, err)
 		}
 		if d := common.GetIdleTimeout(); d != nil && d.AsDuration() > 0 {
 			idle = d.AsDuration()
 		}
+		if v := common.GetMaxRequestsPerConnection(); v != nil {
+			perConn = uint64(v.GetValue())
+		}
 	}
 	if err := checkCodecOptions(hpo.GetExplicitHttpConfig().GetHttpProtocolOptions(), hpo.GetExplicitHttpConfig().GetHttp2ProtocolOptions()); err != nil {
-		return 0, 0, fmt.Errorf("%s.explicit_http_config: %v", where, err)
+		return 0, 0, 0, fmt.Errorf("%s.explicit_http_config: %v", where, err)
 	}
 	switch {
 	case hpo.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil:
-		return HTTP2, idle, nil
+		return HTTP2, idle, perConn, nil
 	case hpo.GetExplicitHttpConfig().GetHttp3ProtocolOptions() != nil:
-		return 0, 0, fmt.Errorf("%s: HTTP/3 upstreams are not supported", where)
+		return 0, 0, 0, fmt.Errorf("%s: HTTP/3 upstreams are not supported", where)
 	case hpo.GetUseDownstreamProtocolConfig() != nil:
 		d := hpo.GetUseDownstreamProtocolConfig()
 		if err := downstreamProtoFields.Check(d); err != nil {
-			return 0, 0, fmt.Errorf("%s.use_downstream_protocol_config: %v", where, err)
+			return 0, 0, 0, fmt.Errorf("%s.use_downstream_protocol_config: %v", where, err)
 		}
 		if err := checkCodecOptions(d.GetHttpProtocolOptions(), d.GetHttp2ProtocolOptions()); err != nil {
-			return 0, 0, fmt.Errorf("%s.use_downstream_protocol_config: %v", where, err)
+			return 0, 0, 0, fmt.Errorf("%s.use_downstream_protocol_config: %v", where, err)
 		}
-		return Downstream, idle, nil
+		return Downstream, idle, perConn, nil
 	case hpo.GetAutoConfig() != nil:
-		return 0, 0, fmt.Errorf("%s: auto_config needs TLS with ALPN, not supported yet", where)
+		return 0, 0, 0, fmt.Errorf("%s: auto_config needs TLS with ALPN, not supported yet", where)
 	}
-	return HTTP1, idle, nil
+	return HTTP1, idle, perConn, nil
 }
 
 func checkCodecOptions(h1 *corev3.Http1ProtocolOptions, h2 *corev3.Http2ProtocolOptions) error {

@@ -1,6 +1,7 @@
 // Package cluster is the proxy's upstream side: it turns CDS clusters and EDS
 // load assignments into Clusters that pick a healthy endpoint (round robin,
-// least request or random) and carry a pooled, keep-alive HTTP transport
+// least request, random, ring hash or Maglev), enforce circuit breakers and
+// outlier detection, and carry a pooled, keep-alive HTTP transport
 // (HTTP/1.1 or h2c) and a dialer for TCP proxying.
 package cluster
 
@@ -62,6 +63,16 @@ type Cluster struct {
 	protocol Protocol
 	dialer   *net.Dialer
 	h1, h2   *http.Transport
+	// sockets: plaintext or TLS per endpoint, and the source address.
+	sockets *upstreamSockets
+	// perConn wraps the transports when max_requests_per_connection is set.
+	perConn uint64
+
+	breaker *breaker
+	outlier *outlierDetector // nil without outlier_detection
+	// panicPct is healthy_panic_threshold: below this share of available
+	// hosts the balancer ignores health and ejections (0 disables).
+	panicPct float64
 
 	Stats *Stats
 }
@@ -72,6 +83,12 @@ func (c *Cluster) Name() string { return c.name }
 // Pick chooses the endpoint for one request or connection. target is the
 // host:port the client asked for; only ORIGINAL_DST clusters use it.
 func (c *Cluster) Pick(ctx context.Context, target string) (*Endpoint, error) {
+	return c.PickHash(ctx, target, 0, false)
+}
+
+// PickHash is Pick for a request with a hash from the route's hash_policy
+// (hasHash false: none), which RING_HASH and MAGLEV clusters use.
+func (c *Cluster) PickHash(ctx context.Context, target string, hash uint64, hasHash bool) (*Endpoint, error) {
 	if c.kind == clusterv3.Cluster_ORIGINAL_DST {
 		if target == "" {
 			return nil, errors.New("no original destination known for this connection")
@@ -82,11 +99,40 @@ func (c *Cluster) Pick(ctx context.Context, target string) (*Endpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoHealthyUpstream, err)
 	}
-	if set == nil || len(set.preferred) == 0 {
+	if set == nil || len(set.all) == 0 {
 		c.Stats.NoneHealthy.Inc()
 		return nil, ErrNoHealthyUpstream
 	}
-	return c.lb.pick(set.preferred), nil
+	eps := set.preferred
+	if c.outlier != nil {
+		eps = withoutEjected(eps)
+	}
+	// Envoy's panic mode: with too few hosts available (counted with the
+	// default overprovisioning factor of 1.4) load goes to all hosts.
+	if c.panicPct > 0 && float64(len(eps))*140/float64(len(set.all)) < c.panicPct {
+		c.Stats.HealthyPanic.Inc()
+		return c.lb.pick(set.all, hash, hasHash), nil
+	}
+	if len(eps) == 0 {
+		c.Stats.NoneHealthy.Inc()
+		return nil, ErrNoHealthyUpstream
+	}
+	return c.lb.pick(eps, hash, hasHash), nil
+}
+
+func withoutEjected(eps []*Endpoint) []*Endpoint {
+	for i, e := range eps {
+		if e.ejected.Load() {
+			out := append([]*Endpoint(nil), eps[:i]...)
+			for _, e := range eps[i+1:] {
+				if !e.ejected.Load() {
+					out = append(out, e)
+				}
+			}
+			return out
+		}
+	}
+	return eps
 }
 
 func (c *Cluster) endpointSet(ctx context.Context) (*endpointSet, error) {
@@ -115,10 +161,18 @@ func (c *Cluster) Endpoints() []*Endpoint {
 // (downstreamHTTP2) or not. Requests must name an endpoint's address as
 // their URL host.
 func (c *Cluster) RoundTripper(downstreamHTTP2 bool) http.RoundTripper {
-	if c.protocol == HTTP2 || (c.protocol == Downstream && downstreamHTTP2) {
-		return c.h2
+	t := c.h1
+	if c.usesHTTP2(downstreamHTTP2) {
+		t = c.h2
 	}
-	return c.h1
+	if c.perConn > 1 || (c.perConn == 1 && t == c.h2) {
+		return connLimiter{rt: t, max: c.perConn}
+	}
+	return t
+}
+
+func (c *Cluster) usesHTTP2(downstreamHTTP2 bool) bool {
+	return c.protocol == HTTP2 || (c.protocol == Downstream && downstreamHTTP2)
 }
 
 // Dial opens a TCP connection to ep (for tcp_proxy and CONNECT tunnels),
@@ -128,14 +182,34 @@ func (c *Cluster) Dial(ctx context.Context, ep *Endpoint) (net.Conn, error) {
 }
 
 func (c *Cluster) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	conn, err := c.dialer.DialContext(ctx, network, addr)
+	if c.breaker != nil && c.Stats.CxActive.Value() >= c.breaker.th.maxConns {
+		// max_connections reached: make room by closing idle connections
+		// (other hosts' pools), as Envoy's pools drain idle clients first.
+		c.breaker.st.cxOverflow.Inc()
+		c.closeIdle()
+	}
+	conn, err := c.sockets.dialer(c.dialer, addr).DialContext(ctx, network, addr)
 	if err != nil {
 		c.Stats.CxConnectFail.Inc()
 		return nil, &ConnectError{Address: addr, Err: err}
 	}
 	c.Stats.CxTotal.Inc()
 	c.Stats.CxActive.Inc()
-	return &countedConn{Conn: conn, active: c.Stats.CxActive}, nil
+	return c.secure(ctx, addr, &countedConn{Conn: conn, active: c.Stats.CxActive})
+}
+
+// start begins the cluster's background work (the outlier interval timer)
+// once the cluster is in service; stop ends it when the cluster is retired.
+func (c *Cluster) start() {
+	if c.outlier != nil {
+		c.outlier.start()
+	}
+}
+
+func (c *Cluster) stop() {
+	if c.outlier != nil {
+		c.outlier.stopTimer()
+	}
 }
 
 // closeIdle drops pooled connections; in-flight requests are not affected.
@@ -149,6 +223,9 @@ type countedConn struct {
 	net.Conn
 	active *stats.Gauge
 	once   sync.Once
+	// For max_requests_per_connection (see connLimiter).
+	uses     atomic.Uint64
+	inflight atomic.Int64
 }
 
 func (c *countedConn) Close() error {
@@ -175,6 +252,7 @@ type Stats struct {
 	CxActive      *stats.Gauge
 	CxConnectFail *stats.Counter
 	NoneHealthy   *stats.Counter // upstream_cx_none_healthy
+	HealthyPanic  *stats.Counter // upstream_rq_lb_healthy_panic
 
 	store  *stats.Store
 	prefix string
@@ -193,6 +271,7 @@ func newStats(store *stats.Store, name string) *Stats {
 		CxActive:      store.Gauge(p + "upstream_cx_active"),
 		CxConnectFail: store.Counter(p + "upstream_cx_connect_fail"),
 		NoneHealthy:   store.Counter(p + "upstream_cx_none_healthy"),
+		HealthyPanic:  store.Counter(p + "upstream_rq_lb_healthy_panic"),
 		store:         store,
 		prefix:        p,
 	}

@@ -18,6 +18,7 @@ import (
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
@@ -72,26 +73,43 @@ func TestUpdateRejectsWhatIsNotImplemented(t *testing.T) {
 		cluster *clusterv3.Cluster
 		reason  string
 	}{
-		{"circuit breakers", func() *clusterv3.Cluster {
+		{"per-host circuit breakers", func() *clusterv3.Cluster {
 			c := edsCluster("a")
-			c.CircuitBreakers = &clusterv3.CircuitBreakers{}
+			c.CircuitBreakers = &clusterv3.CircuitBreakers{PerHostThresholds: []*clusterv3.CircuitBreakers_Thresholds{{}}}
 			return c
-		}(), `cluster "a": field circuit_breakers is not supported yet`},
-		{"outlier detection", func() *clusterv3.Cluster {
+		}(), `cluster "a": circuit_breakers: field per_host_thresholds is not supported yet`},
+		{"success-rate outlier detection", func() *clusterv3.Cluster {
 			c := edsCluster("a")
 			c.OutlierDetection = &clusterv3.OutlierDetection{}
 			return c
-		}(), "field outlier_detection is not supported yet"},
+		}(), "outlier_detection: enforcing_success_rate must be 0"},
+		{"ring hash with murmur", func() *clusterv3.Cluster {
+			c := edsCluster("a")
+			c.LbPolicy = clusterv3.Cluster_RING_HASH
+			c.LbConfig = &clusterv3.Cluster_RingHashLbConfig_{RingHashLbConfig: &clusterv3.Cluster_RingHashLbConfig{HashFunction: clusterv3.Cluster_RingHashLbConfig_MURMUR_HASH_2}}
+			return c
+		}(), "hash_function MURMUR_HASH_2 is not supported"},
+		{"maglev table not prime", func() *clusterv3.Cluster {
+			c := edsCluster("a")
+			c.LbPolicy = clusterv3.Cluster_MAGLEV
+			c.LbConfig = &clusterv3.Cluster_MaglevLbConfig_{MaglevLbConfig: &clusterv3.Cluster_MaglevLbConfig{TableSize: wrapperspb.UInt64(1000)}}
+			return c
+		}(), "table_size 1000 must be a prime"},
+		{"locality weighted lb", func() *clusterv3.Cluster {
+			c := edsCluster("a")
+			c.CommonLbConfig = &clusterv3.Cluster_CommonLbConfig{LocalityConfigSpecifier: &clusterv3.Cluster_CommonLbConfig_LocalityWeightedLbConfig_{}}
+			return c
+		}(), "common_lb_config: field locality_weighted_lb_config is not supported yet"},
 		{"transport socket", func() *clusterv3.Cluster {
 			c := edsCluster("a")
 			c.TransportSocket = &corev3.TransportSocket{Name: "tls"}
 			return c
-		}(), "field transport_socket is not supported yet"},
-		{"ring hash", func() *clusterv3.Cluster {
+		}(), `transport_socket: transport socket "tls" has no typed_config`},
+		{"cluster provided lb", func() *clusterv3.Cluster {
 			c := edsCluster("a")
-			c.LbPolicy = clusterv3.Cluster_RING_HASH
+			c.LbPolicy = clusterv3.Cluster_LOAD_BALANCING_POLICY_CONFIG
 			return c
-		}(), "lb_policy RING_HASH is not supported yet"},
+		}(), "lb_policy LOAD_BALANCING_POLICY_CONFIG is not supported yet"},
 		{"unknown protocol options", func() *clusterv3.Cluster {
 			c := edsCluster("a")
 			c.TypedExtensionProtocolOptions = map[string]*anypb.Any{"envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions": anyOther}

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strconv"
@@ -26,7 +25,13 @@ type Endpoint struct {
 	active atomic.Int64  // requests in flight (for LEAST_REQUEST and /clusters)
 	total  atomic.Uint64 // requests sent
 	failed atomic.Uint64 // connect failures and resets
+	// ejected is set while outlier detection keeps the host out of load
+	// balancing; the detector owns the rest of the host's outlier state.
+	ejected atomic.Bool
 }
+
+// Ejected reports whether outlier detection currently ejects the host.
+func (e *Endpoint) Ejected() bool { return e.ejected.Load() }
 
 // Begin counts a request to the endpoint; call the returned func when it ends.
 func (e *Endpoint) Begin() (done func()) {
@@ -89,41 +94,6 @@ func reuse(next []*Endpoint, prev *endpointSet) []*Endpoint {
 	return next
 }
 
-// balancer picks one of the preferred endpoints.
-type balancer interface {
-	pick(eps []*Endpoint) *Endpoint
-}
-
-// roundRobin cycles through the hosts with one atomic counter.
-type roundRobin struct{ next atomic.Uint64 }
-
-func (rr *roundRobin) pick(eps []*Endpoint) *Endpoint {
-	return eps[(rr.next.Add(1)-1)%uint64(len(eps))]
-}
-
-// random picks uniformly.
-type random struct{}
-
-func (random) pick(eps []*Endpoint) *Endpoint { return eps[rand.IntN(len(eps))] }
-
-// leastRequest is Envoy's default choice_count of 2: of two random hosts
-// take the one with fewer requests in flight.
-type leastRequest struct{}
-
-func (leastRequest) pick(eps []*Endpoint) *Endpoint {
-	if len(eps) == 1 {
-		return eps[0]
-	}
-	a, b := rand.IntN(len(eps)), rand.IntN(len(eps)-1)
-	if b >= a {
-		b++
-	}
-	if eps[b].active.Load() < eps[a].active.Load() {
-		return eps[b]
-	}
-	return eps[a]
-}
-
 var (
 	claFields        = protocheck.Fields(&endpointv3.ClusterLoadAssignment{}, "cluster_name", "endpoints", "policy")
 	claPolicyFields  = protocheck.Fields(&endpointv3.ClusterLoadAssignment_Policy{}, "overprovisioning_factor", "weighted_priority_health")
@@ -139,6 +109,7 @@ type hostPort struct {
 	port     uint32
 	healthy  bool
 	priority uint32
+	metadata *corev3.Metadata // selects the transport socket
 }
 
 func (h hostPort) address() string { return net.JoinHostPort(h.host, strconv.Itoa(int(h.port))) }
@@ -190,6 +161,7 @@ func parseAssignment(cla *endpointv3.ClusterLoadAssignment, needIP bool) ([]host
 				port:     sa.GetPortValue(),
 				healthy:  healthy(lbe.GetHealthStatus()),
 				priority: loc.GetPriority(),
+				metadata: lbe.GetMetadata(),
 			})
 		}
 	}

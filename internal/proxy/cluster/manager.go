@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/skein-mesh/skein/internal/proxy/secrets"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
 
@@ -21,10 +23,18 @@ type Options struct {
 	Logger *slog.Logger
 	// Resolver resolves STRICT_DNS and LOGICAL_DNS hosts (default net.DefaultResolver).
 	Resolver *net.Resolver
+	// Now is the clock outlier detection uses (default time.Now).
+	Now func() time.Time
 	// DrainTime is how long after a cluster is removed or replaced its pooled
 	// connections are closed once more, after in-flight requests ended
 	// (default 30 s).
 	DrainTime time.Duration
+	// Secrets holds the workload certificate and trust bundle for mTLS
+	// (nil: no identity, plaintext only).
+	Secrets *secrets.Manager
+	// SourceAddress is the IP upstream connections start from (a sidecar's
+	// pod IP, so servers see the client pod as the peer); empty: any.
+	SourceAddress string
 }
 
 // Manager holds the current clusters. Lookups are lock-free; updates are
@@ -52,10 +62,16 @@ func NewManager(opts Options) *Manager {
 		opts.DrainTime = 30 * time.Second
 	}
 	m := &Manager{
-		b:      builder{stats: opts.Stats, resolver: opts.Resolver},
+		b:      builder{stats: opts.Stats, resolver: opts.Resolver, now: opts.Now},
 		log:    opts.Logger.With("component", "clusters"),
 		drain:  opts.DrainTime,
 		active: opts.Stats.Gauge("cluster_manager.active_clusters"),
+	}
+	if opts.Secrets != nil { // a nil *secrets.Manager must stay a nil interface
+		m.b.certs = opts.Secrets
+	}
+	if a, err := netip.ParseAddr(opts.SourceAddress); err == nil && !a.IsUnspecified() {
+		m.b.source = a
 	}
 	m.current.Store(&map[string]*Cluster{})
 	return m
@@ -105,6 +121,11 @@ func (m *Manager) Update(clusters map[string]*clusterv3.Cluster, endpoints map[s
 	}
 	m.current.Store(&next)
 	m.active.Set(int64(len(next)))
+	for name, c := range next {
+		if prev[name] != c {
+			c.start()
+		}
+	}
 	for name, old := range prev {
 		if next[name] != old {
 			m.retire(old)
@@ -148,12 +169,20 @@ func prepareAssignments(clusters map[string]*Cluster, endpoints map[string]*endp
 }
 
 func (c *Cluster) installHosts(hosts []hostPort) {
-	c.endpoints.Store(newEndpointSet(reuse(endpointsOf(hosts), c.endpoints.Load())))
+	set := newEndpointSet(reuse(endpointsOf(hosts), c.endpoints.Load()))
+	if c.sockets.assign(hosts) {
+		c.closeIdle() // an address switched between TLS and plaintext
+	}
+	if c.outlier != nil {
+		c.outlier.sync(set.all)
+	}
+	c.endpoints.Store(set)
 }
 
 // retire closes a dropped cluster's idle connections now and again after
 // the drain time, when requests that were in flight have finished.
 func (m *Manager) retire(c *Cluster) {
+	c.stop()
 	c.closeIdle()
 	time.AfterFunc(m.drain, c.closeIdle)
 }
@@ -161,6 +190,7 @@ func (m *Manager) retire(c *Cluster) {
 // Close drops every pooled connection (at shutdown).
 func (m *Manager) Close() {
 	for _, c := range *m.current.Load() {
+		c.stop()
 		c.closeIdle()
 	}
 }

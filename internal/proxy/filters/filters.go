@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/skein-mesh/skein/internal/proxy/router"
+	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
 
 // Conn describes the downstream connection a request arrived on.
@@ -81,6 +82,41 @@ type HTTPFilter interface {
 // headers, before they are written (CORS, rate-limit headers).
 type ResponseFilter interface {
 	OnResponse(req *Request, status int, header http.Header)
+}
+
+// StatsUser is implemented by filters that keep Envoy statistics. The
+// connection manager calls UseStats once after building the filter, with
+// its own scope prefix "http.<stat_prefix>.".
+type StatsUser interface {
+	UseStats(store *stats.Store, prefix string)
+}
+
+// perRouteCheckers validate per-route filter configs (typed_per_filter_config)
+// by type URL. Filled by RegisterPerRoute from filter packages' init.
+var perRouteCheckers = map[string]func(*anypb.Any) error{}
+
+// RegisterPerRoute declares the per-route config message a filter reads
+// from typed_per_filter_config and how to validate it, so that routes
+// carrying a config the filter would reject are NACKed when they arrive
+// rather than failing at request time. Call it from an init function.
+func RegisterPerRoute(config proto.Message, check func(*anypb.Any) error) {
+	perRouteCheckers["type.googleapis.com/"+string(config.ProtoReflect().Descriptor().FullName())] = check
+}
+
+// CheckPerRoute validates one typed_per_filter_config entry with the
+// checker registered for its type; types no filter registered pass (their
+// filter, if configured, reads them itself).
+func CheckPerRoute(name string, config *anypb.Any) error {
+	unwrapped, err := Unwrap(config)
+	if err != nil {
+		return fmt.Errorf("typed_per_filter_config %q: %v", name, err)
+	}
+	if check := perRouteCheckers[unwrapped.GetTypeUrl()]; check != nil {
+		if err := check(unwrapped); err != nil {
+			return fmt.Errorf("typed_per_filter_config %q: %v", name, err)
+		}
+	}
+	return nil
 }
 
 // Factory builds a filter from its typed config (already unwrapped from

@@ -13,7 +13,7 @@ import (
 	"github.com/skein-mesh/skein/internal/proxy/filters"
 )
 
-type denyAll struct{ suppress bool }
+type denyAll struct{}
 
 func (d denyAll) OnRequest(*filters.Request) *filters.LocalReply {
 	return &filters.LocalReply{Status: http.StatusForbidden, Body: "RBAC: access denied"}

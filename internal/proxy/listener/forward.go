@@ -77,6 +77,10 @@ func (ex *exchange) log() {
 		route = ex.decision.RouteName
 	}
 	flags := ex.flags
+	if ex.filterReq != nil && len(ex.filterReq.ResponseFlags) > 0 {
+		// flags set by filters (fault delay "DI") come first, as in Envoy
+		flags = strings.Trim(strings.Join(ex.filterReq.ResponseFlags, ",")+","+flags, ",")
+	}
 	if flags == "" {
 		flags = "-"
 	}
@@ -105,11 +109,12 @@ func (ex *exchange) forward(cl *cluster.Cluster) {
 	}
 
 	out := ex.upstreamRequest(ctx, timeout)
-	body, err := newRequestBody(r, policy.numRetries > 0)
+	body, err := newRequestBody(r, policy.numRetries > 0 || len(d.RequestMirrorPolicies) > 0)
 	if err != nil {
 		ex.localReply(http.StatusBadRequest, "DPE", "", d)
 		return
 	}
+	ex.mirror(out, body)
 	if ex.r.ProtoMajor == 1 && r.ContentLength != 0 {
 		// Let the upstream answer stream back while the request body is
 		// still arriving (gRPC bidi, echo servers), as Envoy does.
@@ -118,10 +123,19 @@ func (ex *exchange) forward(cl *cluster.Cluster) {
 
 	stats := cl.Stats
 	var tried []string
+	hash, hasHash, setCookie := cluster.RequestHash(d.HashPolicy, r)
+	var retrySlot func() // circuit breakers' retry slot, held until the retried attempt ends
+	defer func() { releaseRetry(&retrySlot) }()
 	for attempt := 1; ; attempt++ {
 		ex.attempts = attempt
-		ep, err := pickAvoiding(ctx, cl, ex.target, tried, policy.hostAttempts)
+		release, err := cl.Admit(ctx, r.ProtoMajor == 2)
 		if err != nil {
+			ex.notAdmitted(stats, err)
+			return
+		}
+		ep, err := pickAvoidingHash(ctx, cl, ex.target, tried, policy.hostAttempts, hash, hasHash)
+		if err != nil {
+			release()
 			ex.reply(stats, http.StatusServiceUnavailable, "UH", bodyNoHealthy)
 			return
 		}
@@ -144,6 +158,7 @@ func (ex *exchange) forward(cl *cluster.Cluster) {
 		resp, err := cl.RoundTripper(r.ProtoMajor == 2).RoundTrip(out.WithContext(actx))
 		if err != nil {
 			done()
+			release()
 			stats.RqActive.Dec()
 			acancel()
 			status, flag, text, retryOn := ex.classify(err, ctx, actx, ep)
@@ -151,10 +166,11 @@ func (ex *exchange) forward(cl *cluster.Cluster) {
 				ex.status, ex.flags = 499, "DC"
 				return
 			}
+			cl.Report(ep, outlierResult(flag), status)
 			if flag == "UT" {
 				stats.RqTimeout.Inc()
 			}
-			if attempt <= policy.numRetries && policy.on(retryOn) && body.replayable() && ctx.Err() == nil {
+			if attempt <= policy.numRetries && policy.on(retryOn) && body.replayable() && ctx.Err() == nil && takeRetry(cl, &retrySlot) {
 				stats.RqRetry.Inc()
 				policy.backoff(ctx, attempt)
 				continue
@@ -162,9 +178,11 @@ func (ex *exchange) forward(cl *cluster.Cluster) {
 			ex.reply(stats, status, flag, text)
 			return
 		}
-		if attempt <= policy.numRetries && policy.retriableResponse(resp) && body.replayable() {
+		cl.Report(ep, cluster.ResultResponse, resp.StatusCode)
+		if attempt <= policy.numRetries && policy.retriableResponse(resp) && body.replayable() && takeRetry(cl, &retrySlot) {
 			io.Copy(io.Discard, io.LimitReader(resp.Body, maxRetryBuffer))
 			resp.Body.Close()
+			release()
 			done()
 			stats.RqActive.Dec()
 			acancel()
@@ -177,6 +195,10 @@ func (ex *exchange) forward(cl *cluster.Cluster) {
 			defer acancel()
 			defer stats.RqActive.Dec()
 			defer done()
+			defer release()
+			if setCookie != "" {
+				resp.Header.Add("Set-Cookie", setCookie)
+			}
 			ex.respond(cl, resp, time.Since(sent), ctx)
 		}()
 		return
@@ -374,13 +396,14 @@ func (ex *exchange) upgrade(resp *http.Response) {
 	<-errc
 }
 
-// pickAvoiding picks an endpoint, preferring one not tried yet (Envoy's
-// previous_hosts retry predicate) within maxAttempts picks.
-func pickAvoiding(ctx context.Context, cl *cluster.Cluster, target string, tried []string, maxAttempts int) (*cluster.Endpoint, error) {
+// pickAvoidingHash picks an endpoint, preferring one not tried yet (Envoy's
+// previous_hosts retry predicate) within maxAttempts picks. hash is the
+// request's hash_policy hash, for RING_HASH and MAGLEV clusters.
+func pickAvoidingHash(ctx context.Context, cl *cluster.Cluster, target string, tried []string, maxAttempts int, hash uint64, hasHash bool) (*cluster.Endpoint, error) {
 	var ep *cluster.Endpoint
 	var err error
 	for range max(maxAttempts, 1) {
-		if ep, err = cl.Pick(ctx, target); err != nil {
+		if ep, err = cl.PickHash(ctx, target, hash, hasHash); err != nil {
 			return nil, err
 		}
 		seen := false
@@ -392,4 +415,50 @@ func pickAvoiding(ctx context.Context, cl *cluster.Cluster, target string, tried
 		}
 	}
 	return ep, nil
+}
+
+// bodyOverflow is Envoy's local reply text for a circuit breaker overflow.
+const bodyOverflow = "upstream connect error or disconnect/reset before headers. reset reason: overflow"
+
+// notAdmitted answers a request the circuit breakers refused (503, UO) or
+// that gave up waiting for a connection (client gone, or route timeout).
+func (ex *exchange) notAdmitted(s *cluster.Stats, err error) {
+	switch {
+	case errors.Is(err, cluster.ErrOverflow):
+		ex.reply(s, http.StatusServiceUnavailable, "UO", bodyOverflow)
+	case ex.r.Context().Err() != nil:
+		ex.status, ex.flags = 499, "DC"
+	default:
+		s.RqTimeout.Inc()
+		ex.reply(s, http.StatusGatewayTimeout, "UT", bodyTimeout)
+	}
+}
+
+// takeRetry takes a circuit breaker retry slot for the next attempt,
+// returning the one the previous retry held; false means max_retries
+// overflowed and the current result stands.
+func takeRetry(cl *cluster.Cluster, slot *func()) bool {
+	releaseRetry(slot)
+	done, ok := cl.BeginRetry()
+	*slot = done
+	return ok
+}
+
+func releaseRetry(slot *func()) {
+	if *slot != nil {
+		(*slot)()
+		*slot = nil
+	}
+}
+
+// outlierResult maps a local reply's response flag to what outlier
+// detection counts.
+func outlierResult(flag string) cluster.Result {
+	switch flag {
+	case "UF":
+		return cluster.ResultConnectFailed
+	case "UT":
+		return cluster.ResultTimeout
+	}
+	return cluster.ResultReset
 }

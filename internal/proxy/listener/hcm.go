@@ -185,6 +185,9 @@ func (h *connectionManager) filters(fs []*hcmv3.HttpFilter) error {
 			if err != nil {
 				return err
 			}
+			if su, ok := filter.(filters.StatsUser); ok && h.deps.stats != nil {
+				su.UseStats(h.deps.stats, "http."+h.statPrefix+".")
+			}
 			h.chain = append(h.chain, filter)
 			continue
 		}

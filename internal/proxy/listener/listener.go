@@ -9,12 +9,14 @@
 package listener
 
 import (
+	"crypto/tls"
 	"fmt"
 	"github.com/skein-mesh/skein/internal/proxy/filters"
 	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -25,6 +27,7 @@ import (
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 	"github.com/skein-mesh/skein/internal/proxy/router"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
+	"github.com/skein-mesh/skein/internal/proxy/tlsconfig"
 )
 
 // Clusters finds upstream clusters by name (the cluster manager).
@@ -45,6 +48,8 @@ type deps struct {
 	httpFilters *filters.Registry
 	stats       *stats.Store
 	log         *slog.Logger
+	// certs is the workload identity for SDS "default"/"ROOTCA" (nil: none).
+	certs tlsconfig.CertSource
 }
 
 // Network filter names; a filter is recognised by its typed_config type.
@@ -60,8 +65,8 @@ var (
 		"continue_on_listener_filters_timeout", "stat_prefix", "metadata",
 		"per_connection_buffer_limit_bytes", "drain_type")
 	listenerFilterFields = protocheck.Fields(&listenerv3.ListenerFilter{}, "name", "typed_config")
-	chainFields          = protocheck.Fields(&listenerv3.FilterChain{}, "filter_chain_match", "filters", "name", "metadata")
-	chainMatchFields     = protocheck.Fields(&listenerv3.FilterChainMatch{}, "destination_port", "transport_protocol", "application_protocols")
+	chainFields          = protocheck.Fields(&listenerv3.FilterChain{}, "filter_chain_match", "filters", "name", "metadata", "transport_socket")
+	chainMatchFields     = protocheck.Fields(&listenerv3.FilterChainMatch{}, "destination_port", "transport_protocol", "application_protocols", "server_names")
 	filterFields         = protocheck.Fields(&listenerv3.Filter{}, "name", "typed_config")
 	socketAddressFields  = protocheck.Fields(&corev3.SocketAddress{}, "address", "port_value", "protocol")
 )
@@ -88,14 +93,22 @@ type Listener struct {
 	originalDst bool // use_original_dst: the outbound capture listener
 	chains      []*filterChain
 	fallback    *filterChain // the default_filter_chain or the chain without match
+	defaultFC   *filterChain // the default_filter_chain only
+	// sniff is set when chains differ by transport protocol, SNI or ALPN:
+	// connections are then peeked at before a chain is chosen.
+	sniff bool
 }
 
 // filterChain is one compiled chain: exactly one of http or tcp is set.
 type filterChain struct {
-	name     string
-	destPort uint32 // 0: any
-	http     *connectionManager
-	tcp      *tcpProxy
+	name        string
+	destPort    uint32   // 0: any
+	serverNames []string // SNI, exact or "*.suffix"; empty: any
+	transport   string   // "tls", "raw_buffer"; empty: any
+	alpn        []string // application_protocols; empty: any
+	tls         *tls.Config
+	http        *connectionManager
+	tcp         *tcpProxy
 }
 
 func compileListener(pl *listenerv3.Listener, d *deps) (*Listener, error) {
@@ -131,33 +144,35 @@ func compileListener(pl *listenerv3.Listener, d *deps) (*Listener, error) {
 			return nil, fmt.Errorf("listener filter %q is not supported yet", lf.GetName())
 		}
 	}
-	seenPorts := map[uint32]string{}
+	seen := map[string]string{}
 	for i, pc := range pl.GetFilterChains() {
 		fc, err := compileChain(pc, d)
 		if err != nil {
 			return nil, fmt.Errorf("filter chain %s: %v", chainLabel(pc, i), err)
 		}
-		if prev, dup := seenPorts[fc.destPort]; dup {
-			return nil, fmt.Errorf("filter chains %s and %s match the same connections (only destination_port distinguishes chains here)", prev, chainLabel(pc, i))
+		if prev, dup := seen[fc.matchKey()]; dup {
+			return nil, fmt.Errorf("filter chains %s and %s have the same filter_chain_match", prev, chainLabel(pc, i))
 		}
-		seenPorts[fc.destPort] = chainLabel(pc, i)
+		seen[fc.matchKey()] = chainLabel(pc, i)
 		l.chains = append(l.chains, fc)
-		if fc.destPort == 0 {
+		if fc.matchesAll() {
 			l.fallback = fc
 		}
+		l.sniff = l.sniff || fc.needsSniff()
 	}
 	if dc := pl.GetDefaultFilterChain(); dc != nil {
 		fc, err := compileChain(dc, d)
 		if err != nil {
 			return nil, fmt.Errorf("default_filter_chain: %v", err)
 		}
-		if fc.destPort != 0 {
+		if !fc.matchesAll() {
 			return nil, fmt.Errorf("default_filter_chain must not have a filter_chain_match")
 		}
 		if l.fallback != nil {
 			return nil, fmt.Errorf("both default_filter_chain and a chain without match: ambiguous")
 		}
-		l.fallback = fc
+		l.fallback, l.defaultFC = fc, fc
+		l.sniff = l.sniff || fc.needsSniff()
 	}
 	if len(l.chains) == 0 && l.fallback == nil {
 		return nil, fmt.Errorf("no filter chains")
@@ -182,25 +197,42 @@ func compileChain(pc *listenerv3.FilterChain, d *deps) (*filterChain, error) {
 			return nil, fmt.Errorf("filter_chain_match: %v", err)
 		}
 		switch m.GetTransportProtocol() {
-		case "", "raw_buffer":
+		case "", "raw_buffer", "tls":
 		default:
-			return nil, fmt.Errorf("filter_chain_match: transport_protocol %q is not supported yet (TLS)", m.GetTransportProtocol())
+			return nil, fmt.Errorf("filter_chain_match: transport_protocol %q is not supported (tls and raw_buffer are)", m.GetTransportProtocol())
 		}
-		for _, p := range m.GetApplicationProtocols() {
-			if !plaintextHTTPProtocols[p] {
-				return nil, fmt.Errorf("filter_chain_match: application_protocols %q is not supported", p)
+		for _, sn := range m.GetServerNames() {
+			if sn == "" || strings.Contains(sn[1:], "*") || (strings.HasPrefix(sn, "*") && !strings.HasPrefix(sn, "*.")) {
+				return nil, fmt.Errorf("filter_chain_match: server_names %q is not a host name or *.suffix", sn)
 			}
 		}
 		fc.destPort = m.GetDestinationPort().GetValue()
+		fc.transport = m.GetTransportProtocol()
+		fc.serverNames = m.GetServerNames()
+		fc.alpn = m.GetApplicationProtocols()
 	}
-	if len(pc.GetFilters()) != 1 {
+	if ts := pc.GetTransportSocket(); ts != nil {
+		sock, err := tlsconfig.Compile(ts, true, d.certs)
+		if err != nil {
+			return nil, fmt.Errorf("transport_socket: %v", err)
+		}
+		fc.tls = sock.Downstream
+		if fc.tls != nil && fc.transport == "raw_buffer" {
+			return nil, fmt.Errorf("transport_socket: a TLS transport socket on a raw_buffer chain can never handshake")
+		}
+	}
+	netRBAC, rest, err := compileNetworkRBAC(pc.GetFilters(), d)
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) != 1 {
 		names := []string{}
 		for _, f := range pc.GetFilters() {
 			names = append(names, f.GetName())
 		}
 		return nil, fmt.Errorf("exactly one network filter (%s or %s) is supported, got %q", hcmFilterName, tcpProxyFilterName, names)
 	}
-	f := pc.GetFilters()[0]
+	f := rest[0]
 	if err := filterFields.Check(f); err != nil {
 		return nil, fmt.Errorf("filter %q: %v", f.GetName(), err)
 	}
@@ -215,6 +247,9 @@ func compileChain(pc *listenerv3.FilterChain, d *deps) (*filterChain, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", hcmFilterName, err)
 		}
+		if len(netRBAC) > 0 {
+			return nil, fmt.Errorf("%s is supported only before %s", netRBACFilterName, tcpProxyFilterName)
+		}
 		fc.http = h
 	case tc.MessageIs(&tcpproxyv3.TcpProxy{}):
 		var cfg tcpproxyv3.TcpProxy
@@ -225,6 +260,7 @@ func compileChain(pc *listenerv3.FilterChain, d *deps) (*filterChain, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", tcpProxyFilterName, err)
 		}
+		t.rbac = netRBAC
 		fc.tcp = t
 	case tc == nil:
 		return nil, fmt.Errorf("network filter %q has no typed_config", f.GetName())
@@ -234,14 +270,10 @@ func compileChain(pc *listenerv3.FilterChain, d *deps) (*filterChain, error) {
 	return fc, nil
 }
 
-// chainFor picks the chain serving connections to port.
+// chainFor picks the chain serving plaintext connections to port (the
+// outbound handoff, where the forward proxy already parsed HTTP).
 func (l *Listener) chainFor(port uint32) *filterChain {
-	for _, fc := range l.chains {
-		if fc.destPort == port && port != 0 {
-			return fc
-		}
-	}
-	return l.fallback
+	return l.selectChain(port, connMeta{transport: "raw_buffer", plaintextHTTP: true})
 }
 
 // hostPort formats ip and port.

@@ -144,14 +144,14 @@ func TestUpdateRejectsWhatIsNotImplemented(t *testing.T) {
 			h.Tracing = &hcmv3.HttpConnectionManager_Tracing{}
 		})}, "field tracing is not supported yet"},
 		{"bad inline route", []*listenerv3.Listener{withHCM(func(h *hcmv3.HttpConnectionManager) {
-			h.GetRouteConfig().VirtualHosts[0].Routes[0].GetRoute().RequestMirrorPolicies = []*routev3.RouteAction_RequestMirrorPolicy{{Cluster: "c"}}
-		})}, "request_mirror_policies are not supported yet"},
+			h.GetRouteConfig().VirtualHosts[0].Routes[0].GetRoute().RequestMirrorPolicies = []*routev3.RouteAction_RequestMirrorPolicy{{ClusterHeader: "x-mirror"}}
+		})}, "request_mirror_policies[0]: field cluster_header is not supported yet"},
 		{"unknown network filter", []*listenerv3.Listener{withListener(func(l *listenerv3.Listener) {
 			l.FilterChains[0].Filters = []*listenerv3.Filter{filter(t, "envoy.filters.network.redis_proxy", &corev3.Http1ProtocolOptions{})}
 		})}, `network filter "envoy.filters.network.redis_proxy"`},
-		{"tls chain", []*listenerv3.Listener{withListener(func(l *listenerv3.Listener) {
-			l.FilterChains[0].FilterChainMatch = &listenerv3.FilterChainMatch{TransportProtocol: "tls"}
-		})}, `transport_protocol "tls" is not supported yet`},
+		{"unknown transport protocol", []*listenerv3.Listener{withListener(func(l *listenerv3.Listener) {
+			l.FilterChains[0].FilterChainMatch = &listenerv3.FilterChainMatch{TransportProtocol: "quic"}
+		})}, `transport_protocol "quic" is not supported`},
 		{"unknown listener filter", []*listenerv3.Listener{withListener(func(l *listenerv3.Listener) {
 			l.ListenerFilters = []*listenerv3.ListenerFilter{{Name: "envoy.filters.listener.proxy_protocol"}}
 		})}, `listener filter "envoy.filters.listener.proxy_protocol" is not supported yet`},

@@ -16,6 +16,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/skein-mesh/skein/internal/proxy/secrets"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
 
@@ -37,6 +38,9 @@ type Options struct {
 	// DrainTimeout bounds how long a removed listener's in-flight requests
 	// may take (default 5 s).
 	DrainTimeout time.Duration
+	// Secrets holds the workload certificate and trust bundle for mTLS
+	// (nil: no identity, plaintext only).
+	Secrets *secrets.Manager
 }
 
 // Manager owns the bound sockets and the compiled listeners.
@@ -102,6 +106,9 @@ func NewManager(opts Options) (*Manager, error) {
 		opts:    opts,
 		deps:    &deps{clusters: opts.Clusters, routes: opts.Routes, httpFilters: opts.HTTPFilters, stats: opts.Stats, log: opts.Logger.With("component", "listeners")},
 		sockets: map[string]*socket{},
+	}
+	if opts.Secrets != nil { // a nil *secrets.Manager must stay a nil interface
+		m.deps.certs = opts.Secrets
 	}
 	m.state.Store(&state{listeners: map[string]*Listener{}, byAddr: map[string]*Listener{}, byPort: map[uint32]*Listener{}, bindings: map[string]*socketHandler{}})
 	return m, nil
@@ -221,12 +228,13 @@ func (m *Manager) plan(l *Listener, next *state, bind func(string, *socketHandle
 		})
 	}
 	perPort := false
+	bound := map[uint32]bool{}
 	for _, fc := range l.chains {
-		if fc.destPort == 0 {
+		if fc.destPort == 0 || bound[fc.destPort] {
 			continue
 		}
-		perPort = true
-		if err := bind(hostPort(m.opts.PodIP, fc.destPort), chainHandler(l, fc)); err != nil {
+		perPort, bound[fc.destPort] = true, true
+		if err := bind(hostPort(m.opts.PodIP, fc.destPort), chainHandler(l, fc.destPort, fc.name)); err != nil {
 			return err
 		}
 	}
@@ -237,17 +245,17 @@ func (m *Manager) plan(l *Listener, next *state, bind func(string, *socketHandle
 	if unspecified(ip) {
 		ip = m.opts.BindAddress
 	}
-	return bind(hostPort(ip, l.port), chainHandler(l, l.fallback))
+	name := ""
+	if l.fallback != nil {
+		name = l.fallback.name
+	}
+	return bind(hostPort(ip, l.port), chainHandler(l, l.port, name))
 }
 
-func chainHandler(l *Listener, fc *filterChain) *socketHandler {
-	h := &socketHandler{listener: l.Name, chain: fc.name}
-	if fc.http != nil {
-		h.http = fc.http
-	} else {
-		h.tcp = fc.tcp
-	}
-	return h
+// chainHandler serves a bound port with the listener's chains, chosen per
+// connection.
+func chainHandler(l *Listener, port uint32, chain string) *socketHandler {
+	return &socketHandler{listener: l.Name, chain: chain, l: l, port: port}
 }
 
 func unspecified(ip string) bool {

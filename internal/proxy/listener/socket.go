@@ -22,6 +22,11 @@ type socketHandler struct {
 	chain    string
 	http     http.Handler
 	tcp      *tcpProxy
+	// l is set when the listener's chains are chosen per connection (by
+	// destination port, SNI, transport protocol, ALPN), with TLS
+	// termination; port is the destination port the socket stands for.
+	l    *Listener
+	port uint32
 }
 
 // socket is one bound address. Accepted connections go to the current
@@ -63,12 +68,34 @@ func newSocket(ln net.Listener, st *stats.Store, logger *slog.Logger) *socket {
 		ReadHeaderTimeout: time.Minute,
 		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          log.New(slogWriter{s.log}, "", 0),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if sc, ok := c.(*servedConn); ok {
+				return context.WithValue(ctx, servedConnKey{}, sc)
+			}
+			return ctx
+		},
 	}
 	return s
 }
 
+type servedConnKey struct{}
+
 func (s *socket) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	h := s.handler.Load()
+	if sc, ok := r.Context().Value(servedConnKey{}).(*servedConn); ok && h.l != nil {
+		// Chains are chosen per connection; the current listener decides,
+		// so a connection the new config no longer admits (plaintext after
+		// STRICT) gets no more requests through.
+		r.TLS = sc.tls
+		fc := h.l.selectChain(h.port, sc.meta)
+		if fc == nil || fc.http == nil || (fc.tls != nil) != (sc.tls != nil) {
+			w.Header().Set("Connection", "close")
+			http.Error(w, "listener no longer serves this connection", http.StatusServiceUnavailable)
+			return
+		}
+		fc.http.ServeHTTP(w, r)
+		return
+	}
 	if h.http == nil { // the address switched to TCP while this connection was open
 		http.Error(w, "listener no longer serves HTTP", http.StatusServiceUnavailable)
 		return
@@ -97,6 +124,11 @@ func (s *socket) acceptLoop() {
 		delay = 5 * time.Millisecond
 		tc := s.track(c)
 		h := s.handler.Load()
+		if h.l != nil {
+			s.tcpWG.Add(1) // until handed to the HTTP server or proxied
+			go s.serveChain(tc, h)
+			continue
+		}
 		if h.tcp != nil {
 			s.tcpWG.Add(1)
 			go func() {

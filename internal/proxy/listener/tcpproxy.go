@@ -34,6 +34,8 @@ type tcpProxy struct {
 	bytesTx     *stats.Counter
 	connectFail *stats.Counter
 
+	rbac []*networkRBAC // network RBAC filters before this one (netrbac.go)
+
 	forwarderOnce sync.Once
 	forwarder     *connectionManager
 }
@@ -100,6 +102,9 @@ func (t *tcpProxy) serve(conn net.Conn, target string) {
 	t.cxTotal.Inc()
 	t.cxActive.Inc()
 	defer t.cxActive.Dec()
+	if !t.authorize(conn) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	up, _, err := t.dial(ctx, target)
 	cancel()

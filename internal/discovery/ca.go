@@ -1,0 +1,99 @@
+package discovery
+
+import (
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/skein-mesh/skein/internal/ca"
+	"github.com/skein-mesh/skein/internal/config"
+)
+
+// CAOptions configure the mesh CA the control plane runs (istiod's
+// Citadel role).
+type CAOptions struct {
+	// Dir keeps the self-signed root, the token key and the admin token.
+	// Default: <StoreDir>/../ca with a store directory, else in memory.
+	Dir string
+	// CACertsDir plugs in a CA from Istio's cacerts files (ca-cert.pem,
+	// ca-key.pem, root-cert.pem, cert-chain.pem).
+	CACertsDir  string
+	TrustDomain string        // default cluster.local
+	CertTTL     time.Duration // default workload certificate lifetime (24h)
+	MaxCertTTL  time.Duration // longest lifetime a workload may ask for (90 days)
+	TokenTTL    time.Duration // lifetime of workload tokens (1 year)
+}
+
+// identity is the CA side of the control plane.
+type identity struct {
+	ca         *ca.CA
+	tokens     *ca.Tokens
+	adminToken string
+	service    *ca.Service
+	tokenTTL   time.Duration
+}
+
+func (s *Server) setupCA() error {
+	o := s.opts.CA
+	if o.Dir == "" && s.opts.StoreDir != "" {
+		o.Dir = filepath.Join(filepath.Dir(filepath.Clean(s.opts.StoreDir)), "ca")
+	}
+	if o.TokenTTL <= 0 {
+		o.TokenTTL = 365 * 24 * time.Hour
+	}
+	authority, err := ca.New(ca.Options{
+		Dir: o.Dir, PluginDir: o.CACertsDir, TrustDomain: o.TrustDomain,
+		DefaultTTL: o.CertTTL, MaxTTL: o.MaxCertTTL,
+	})
+	if err != nil {
+		return err
+	}
+	tokens, err := ca.OpenTokens(o.Dir, nil)
+	if err != nil {
+		return err
+	}
+	admin, err := ca.LoadOrCreateAdminToken(o.Dir)
+	if err != nil {
+		return err
+	}
+	auth := &ca.TokenAuthenticator{Tokens: tokens, Pods: s.podServiceAccount}
+	s.identity = &identity{
+		ca: authority, tokens: tokens, adminToken: admin, tokenTTL: o.TokenTTL,
+		service: ca.NewService(authority, auth, s.log),
+	}
+	s.log.Info("mesh CA ready", "dir", o.Dir, "plugin", o.CACertsDir, "trustDomain", authority.TrustDomain(),
+		"root", authority.Root().Subject.String(), "rootNotAfter", authority.Root().NotAfter.UTC().Format(time.RFC3339))
+	return nil
+}
+
+// podServiceAccount looks a pod up in the current store snapshot; its
+// service account is "default" when the spec names none, as in Kubernetes.
+func (s *Server) podServiceAccount(namespace, name string) (string, bool) {
+	obj, ok := s.store.Snapshot().Get(config.Key{Kind: "Pod", Namespace: namespace, Name: name})
+	if !ok {
+		return "", false
+	}
+	pod, ok := obj.Spec.(*corev1.Pod)
+	if !ok {
+		return "", false
+	}
+	if pod.Spec.ServiceAccountName == "" {
+		return "default", true
+	}
+	return pod.Spec.ServiceAccountName, true
+}
+
+func (s *Server) registerCA(g *grpc.Server) { s.identity.service.Register(g) }
+
+func (s *Server) handleCA(mux *http.ServeMux) {
+	mux.Handle("POST /api/v1/token", ca.TokenHandler(s.identity.tokens, s.identity.adminToken, s.podServiceAccount, s.identity.tokenTTL))
+}
+
+// AdminToken is the secret that authorises issuing workload tokens.
+func (s *Server) AdminToken() string { return s.identity.adminToken }
+
+// CA is the mesh certificate authority.
+func (s *Server) CA() *ca.CA { return s.identity.ca }
