@@ -103,7 +103,7 @@ func (g *generator) gatewayHCM(port uint32, route string) *listenerv3.Filter {
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 			RouteConfigName: route, ConfigSource: adsConfigSource(),
 		}},
-		HttpFilters: g.outboundHTTPFilters(),
+		HttpFilters: g.gatewayHTTPFilters(),
 	})
 }
 

@@ -45,6 +45,7 @@ func TestGolden(t *testing.T) {
 		{"tutorial-routing", []string{"bookinfo-mesh.yaml", "tutorial-routing.yaml"}, map[string]*model.Proxy{"productpage": productpage, "ingress": ingress}},
 		{"vs-features", []string{"bookinfo-mesh.yaml", "vs-features.yaml"}, map[string]*model.Proxy{"productpage": productpage, "reviews-v1": reviewsV1}},
 		{"authz", []string{"bookinfo-mesh.yaml", "authz.yaml"}, map[string]*model.Proxy{"productpage": productpage}},
+		{"authz-gateway", []string{"bookinfo-mesh.yaml", "tutorial-routing.yaml", "authz.yaml"}, map[string]*model.Proxy{"ingress": ingress}},
 		{"vs-faults", []string{"bookinfo-mesh.yaml", "vs-faults.yaml"}, map[string]*model.Proxy{"productpage": productpage, "reviews-v1": reviewsV1, "ingress": ingress}},
 		{"mtls-strict", []string{"bookinfo-mesh.yaml", "mtls-strict.yaml"}, map[string]*model.Proxy{"productpage": productpage, "reviews-v1": reviewsV1}},
 		{"dr-tls", []string{"bookinfo-mesh.yaml", "dr-tls.yaml"}, map[string]*model.Proxy{"productpage": productpage}},

@@ -32,3 +32,10 @@ func (g *generator) inboundNetworkFilters(ip inboundPort) []*listenerv3.Filter {
 	}
 	return out
 }
+
+// gatewayHTTPFilters are a gateway's HTTP filters: the authentication and
+// authorization of policies selecting the gateway workload (as Istio
+// enforces AuthorizationPolicy at ingress gateways), then fault and CORS.
+func (g *generator) gatewayHTTPFilters() []*hcmv3.HttpFilter {
+	return append(g.inboundHTTPFilters(inboundPort{}), g.outboundHTTPFilters()...)
+}

@@ -128,11 +128,25 @@ type Factory func(config *anypb.Any) (HTTPFilter, error)
 type Registry struct {
 	byType map[string]Factory
 	names  map[string]string // canonical filter name → type URL
+	// structTypes are filters configured by a TypedStruct whose type has no
+	// Go proto here (Istio's own filters, e.g. stats.PluginConfig).
+	structTypes map[string]StructFactory
 }
+
+// StructFactory builds a filter from a TypedStruct's value.
+type StructFactory func(value *structpb.Struct) (HTTPFilter, error)
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{byType: map[string]Factory{}, names: map[string]string{}}
+	return &Registry{byType: map[string]Factory{}, names: map[string]string{}, structTypes: map[string]StructFactory{}}
+}
+
+// RegisterTypedStruct adds a filter configured by a udpa/xds TypedStruct
+// with the given type_url, for config types that exist only as JSON
+// (Istio's istio.stats filter, type.googleapis.com/stats.PluginConfig).
+func (r *Registry) RegisterTypedStruct(name, typeURL string, f StructFactory) {
+	r.structTypes[typeURL] = f
+	r.names[name] = typeURL
 }
 
 // Register adds a filter: its canonical name ("envoy.filters.http.rbac"),
@@ -148,6 +162,15 @@ func (r *Registry) Register(name string, config proto.Message, f Factory) {
 func (r *Registry) Build(name string, config *anypb.Any) (HTTPFilter, error) {
 	if config == nil {
 		return nil, fmt.Errorf("http filter %q: typed_config is required", name)
+	}
+	if typeURL, value, ok := typedStruct(config); ok {
+		if sf := r.structTypes[typeURL]; sf != nil {
+			filter, err := sf(value)
+			if err != nil {
+				return nil, fmt.Errorf("http filter %q: %v", name, err)
+			}
+			return filter, nil
+		}
 	}
 	unwrapped, err := Unwrap(config)
 	if err != nil {
@@ -167,6 +190,28 @@ func (r *Registry) Build(name string, config *anypb.Any) (HTTPFilter, error) {
 // Unwrap turns a udpa/xds TypedStruct (how EnvoyFilter patches often carry
 // config) into the typed message it describes; other configs pass through.
 func Unwrap(config *anypb.Any) (*anypb.Any, error) {
+	typeURL, value, ok := typedStruct(config)
+	if !ok {
+		return config, nil
+	}
+	b, err := protojson.Marshal(value)
+	if err != nil {
+		return nil, err
+	}
+	mt, err := protoregistry.GlobalTypes.FindMessageByURL(typeURL)
+	if err != nil {
+		return nil, fmt.Errorf("TypedStruct type_url %q: unknown type", typeURL)
+	}
+	msg := mt.New().Interface()
+	if err := protojson.Unmarshal(b, msg); err != nil {
+		return nil, fmt.Errorf("TypedStruct value for %s: %v", typeURL, err)
+	}
+	return anypb.New(msg)
+}
+
+// typedStruct reads a udpa or xds TypedStruct; ok=false for other configs
+// (or one that does not decode, which Unwrap then reports).
+func typedStruct(config *anypb.Any) (typeURL string, value *structpb.Struct, ok bool) {
 	var ts interface {
 		proto.Message
 		GetTypeUrl() string
@@ -178,24 +223,12 @@ func Unwrap(config *anypb.Any) (*anypb.Any, error) {
 	case config.MessageIs(&xdsv3.TypedStruct{}):
 		ts = &xdsv3.TypedStruct{}
 	default:
-		return config, nil
+		return "", nil, false
 	}
 	if err := config.UnmarshalTo(ts); err != nil {
-		return nil, err
+		return "", nil, false
 	}
-	value, err := protojson.Marshal(ts.GetValue())
-	if err != nil {
-		return nil, err
-	}
-	mt, err := protoregistry.GlobalTypes.FindMessageByURL(ts.GetTypeUrl())
-	if err != nil {
-		return nil, fmt.Errorf("TypedStruct type_url %q: unknown type", ts.GetTypeUrl())
-	}
-	msg := mt.New().Interface()
-	if err := protojson.Unmarshal(value, msg); err != nil {
-		return nil, fmt.Errorf("TypedStruct value for %s: %v", ts.GetTypeUrl(), err)
-	}
-	return anypb.New(msg)
+	return ts.GetTypeUrl(), ts.GetValue(), true
 }
 
 // Chain is a compiled list of filters, run in order.

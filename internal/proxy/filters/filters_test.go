@@ -71,3 +71,24 @@ func TestChainOrder(t *testing.T) {
 		t.Errorf("deny did not stop the chain: %v", reply)
 	}
 }
+
+func TestTypedStructOnlyFilter(t *testing.T) {
+	reg := filters.NewRegistry()
+	var got string
+	reg.RegisterTypedStruct("istio.stats", "type.googleapis.com/stats.PluginConfig", func(v *structpb.Struct) (filters.HTTPFilter, error) {
+		got = v.GetFields()["disable_host_header_fallback"].String()
+		return tagResponse{"stats"}, nil
+	})
+	value, _ := structpb.NewStruct(map[string]any{"disable_host_header_fallback": true})
+	ts, _ := anypb.New(&udpav1.TypedStruct{TypeUrl: "type.googleapis.com/stats.PluginConfig", Value: value})
+	if _, err := reg.Build("istio.stats", ts); err != nil {
+		t.Fatal(err)
+	}
+	if got == "" {
+		t.Error("factory did not receive the TypedStruct value")
+	}
+	other, _ := anypb.New(&udpav1.TypedStruct{TypeUrl: "type.googleapis.com/stats.Other", Value: value})
+	if _, err := reg.Build("x", other); err == nil || !strings.Contains(err.Error(), "unknown type") {
+		t.Errorf("unregistered TypedStruct type: err = %v", err)
+	}
+}

@@ -36,8 +36,11 @@ type exchange struct {
 	target   string // original destination host:port
 	decision *router.Decision
 	cluster  string
-	// filterReq is the filter chain's view of the request (nil without filters).
+	// filterReq is the filter chain's view of the request (nil without
+	// filters or observers).
 	filterReq *filters.Request
+	// reqBody counts request body bytes when observers need them.
+	reqBody *countingReader
 
 	status       int
 	flags        string

@@ -62,6 +62,13 @@ type connectionManager struct {
 	suppressEnvoyHeader bool
 	// chain is the HTTP filters before the router, in configured order.
 	chain filters.Chain
+	// observers are told about every completed request: chain filters that
+	// implement filters.Observer, then those built from the connection
+	// manager's own config (access logs, tracing).
+	observers []filters.Observer
+	// inbound marks a sidecar inbound connection manager (stat prefix
+	// "inbound_..."), whose requests are reported by the destination.
+	inbound bool
 
 	stats hcmStats
 }
@@ -143,6 +150,12 @@ func newHCM(cfg *hcmv3.HttpConnectionManager, d *deps) (*connectionManager, erro
 		}
 		h.websocket = u.GetEnabled() == nil || u.GetEnabled().GetValue()
 	}
+	for _, f := range h.chain {
+		if o, ok := f.(filters.Observer); ok {
+			h.observers = append(h.observers, o)
+		}
+	}
+	h.inbound = strings.HasPrefix(h.statPrefix, "inbound_")
 	h.initStats()
 	return h, nil
 }
@@ -235,12 +248,24 @@ func (h *connectionManager) serve(w http.ResponseWriter, r *http.Request, target
 	ex := &exchange{hcm: h, w: w, r: r, start: time.Now(), target: target}
 	h.stats.rqTotal.Inc()
 	h.stats.rqActive.Inc()
+	var counted *countingWriter
+	if len(h.observers) > 0 {
+		counted = &countingWriter{ResponseWriter: w}
+		ex.w = counted
+		if r.Body != nil && r.Body != http.NoBody {
+			ex.reqBody = &countingReader{ReadCloser: r.Body}
+			r.Body = ex.reqBody
+		}
+	}
 	defer func() {
 		h.stats.rqActive.Dec()
 		if c := ex.status / 100; c >= 1 && c <= 5 {
 			h.stats.class[c].Inc()
 		}
 		ex.log()
+		if counted != nil {
+			ex.observe(counted)
+		}
 	}()
 	if ex.target == "" {
 		ex.target = withDefaultPort(r.Host, "80")
@@ -248,8 +273,10 @@ func (h *connectionManager) serve(w http.ResponseWriter, r *http.Request, target
 	h.normalize(r)
 
 	d, ok := h.route(r)
-	if len(h.chain) > 0 {
+	if len(h.chain) > 0 || len(h.observers) > 0 {
 		ex.filterReq = &filters.Request{HTTP: r, Conn: connInfo(r), Route: d}
+	}
+	if len(h.chain) > 0 {
 		if reply := h.chain.OnRequest(ex.filterReq); reply != nil {
 			ex.decision = d
 			for k, vs := range reply.Headers {
