@@ -3,6 +3,7 @@ package model
 import (
 	"sort"
 	"strings"
+	"sync"
 
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -32,6 +33,10 @@ type PushContext struct {
 	destinationRules []*config.Object
 	gateways         []*config.Object
 	envoyFilters     []*config.Object
+
+	meshOnce sync.Once
+	mesh     *Mesh
+	meshErr  error
 }
 
 // NewPushContext indexes the config for translation.

@@ -98,13 +98,13 @@ func (g *generator) buildGateway() ([]*listenerv3.Listener, []*routev3.RouteConf
 
 // gatewayHCM is a gateway's HTTP connection manager using RDS route name.
 func (g *generator) gatewayHCM(port uint32, route string) *listenerv3.Filter {
-	return hcmFilter(&hcmv3.HttpConnectionManager{
+	return hcmFilter(g.withTelemetry(&hcmv3.HttpConnectionManager{
 		StatPrefix: fmt.Sprintf("outbound_0.0.0.0_%d", port),
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 			RouteConfigName: route, ConfigSource: adsConfigSource(),
 		}},
 		HttpFilters: g.gatewayHTTPFilters(),
-	})
+	}, hcmGateway))
 }
 
 // gatewayTargetPort maps a Gateway server port to the port the gateway

@@ -65,13 +65,13 @@ func (g *generator) buildSidecarListeners(inbound []inboundPort) []*listenerv3.L
 			BindToPort:       wrapperspb.Bool(false),
 			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
 			FilterChains: []*listenerv3.FilterChain{{
-				Filters: []*listenerv3.Filter{hcmFilter(&hcmv3.HttpConnectionManager{
+				Filters: []*listenerv3.Filter{hcmFilter(g.withTelemetry(&hcmv3.HttpConnectionManager{
 					StatPrefix: fmt.Sprintf("outbound_0.0.0.0_%d", port),
 					RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 						RouteConfigName: OutboundRoute(port), ConfigSource: adsConfigSource(),
 					}},
 					HttpFilters: g.outboundHTTPFilters(),
-				})},
+				}, hcmOutbound))},
 			}},
 		})
 		g.routeNames = append(g.routeNames, OutboundRoute(port))
@@ -98,7 +98,7 @@ func (g *generator) inboundFilters(ip inboundPort) []*listenerv3.Filter {
 		return append(g.inboundNetworkFilters(ip),
 			&listenerv3.Filter{Name: TCPProxy, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(tp)}})
 	}
-	return []*listenerv3.Filter{hcmFilter(&hcmv3.HttpConnectionManager{
+	return []*listenerv3.Filter{hcmFilter(g.withTelemetry(&hcmv3.HttpConnectionManager{
 		StatPrefix: fmt.Sprintf("inbound_0.0.0.0_%d", ip.target),
 		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
 			Name: InboundCluster(ip.target),
@@ -116,7 +116,7 @@ func (g *generator) inboundFilters(ip inboundPort) []*listenerv3.Filter {
 			}},
 		}},
 		HttpFilters: g.inboundHTTPFilters(ip),
-	})}
+	}, hcmInbound))}
 }
 
 // outboundHTTPPorts lists the distinct HTTP service ports in the mesh.
