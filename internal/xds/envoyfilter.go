@@ -10,6 +10,7 @@ package xds
 // the proxy NACKs them, as Envoy would.
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"slices"
@@ -231,7 +232,10 @@ func parseEnvoyFilter(o *config.Object) ([]*efPatch, error) {
 // accepts both proto (snake_case) and JSON (camelCase) field names and
 // resolves "@type" in Anys against the registered types.
 func structToProto(s *structpb.Struct, msg proto.Message) error {
-	b, err := protojson.Marshal(s)
+	// encoding/json, not protojson, renders the value: protojson varies its
+	// whitespace on purpose, which would make error positions (and so the
+	// warnings users see) change from run to run.
+	b, err := json.Marshal(s.AsMap())
 	if err != nil {
 		return err
 	}
