@@ -6,7 +6,7 @@ STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build test lint unit e2e bench up fmt clean
+.PHONY: all build test lint unit e2e bench bench-setup up fmt clean
 
 all: build
 
@@ -31,9 +31,19 @@ unit:
 e2e:
 	$(GO) test -count=1 -timeout 1200s -v ./test/e2e/... 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; exit $${PIPESTATUS[0]}
 
-## bench: latency/CPU/RSS figures; never gates CI.
-bench: build
-	$(GO) run ./test/bench -skein $(BIN)
+## bench: latency/CPU/RSS figures; never gates CI (docs/performance.md).
+## BENCH_FLAGS shortens it, e.g. BENCH_FLAGS='-duration 5s -saturation 5s'.
+BENCH_FLAGS   ?=
+CPSCALE_FLAGS ?=
+bench: build bench-setup
+	-$(GO) run ./test/bench -skein $(BIN) $(BENCH_FLAGS)
+	-$(GO) run ./test/bench cpscale -skein $(BIN) $(CPSCALE_FLAGS)
+
+## bench-setup: the reference proxies (nginx, HAProxy) the bench compares against.
+bench-setup:
+	@if { command -v nginx || [ -x /usr/sbin/nginx ]; } >/dev/null && { command -v haproxy || [ -x /usr/sbin/haproxy ]; } >/dev/null; then :; else \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq nginx-light haproxy \
+		|| echo "bench-setup: could not install nginx/haproxy; their rows will be skipped"; fi
 
 ## up: the local mesh with Bookinfo.
 up:

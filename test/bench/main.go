@@ -1,10 +1,23 @@
-// Command bench measures what Skein's data plane adds to a request: it runs
-// a local mesh with a client and a server workload, drives the same
-// fixed-rate (open loop) load directly, through the server's sidecar, and
-// through client sidecar + server sidecar, and prints latency percentiles
-// and each proxy's CPU and memory. It prints figures; it never fails on them.
+// Command bench measures what Skein adds to a request and what its control
+// plane costs. It prints figures; it never fails on them (`make bench`, not CI).
 //
-// Usage: go run ./test/bench -skein bin/skein [-rate 1000 -duration 30s]
+// Data plane (default): a local mesh (`skein up`) with a client and a server
+// workload, STRICT mTLS in the bench namespace and default telemetry. The same
+// fixed-rate, open-loop load (latency measured from each request's scheduled
+// start) goes directly to the app, through one Skein proxy (the client
+// sidecar, passthrough to the app), through client sidecar + server sidecar
+// (mTLS between them), and through the same two-hop chain built from nginx
+// and from HAProxy (mutual TLS between the hops). It prints latency added
+// over direct, CPU seconds per 1000 requests and peak RSS per proxy process
+// (from /proc), then a closed-loop saturation run per proxied path. Every
+// proxy is pinned to one core (-proxy-cpu) and Skein proxies run with
+// GOMAXPROCS=1 (-gomaxprocs).
+//
+// Control plane (`bench cpscale`): see cpscale.go.
+//
+// Usage: go run ./test/bench -skein bin/skein [-rate 1000 -duration 60s]
+//
+//	go run ./test/bench cpscale -skein bin/skein [-services 1000 -proxies 2000]
 package main
 
 import (
@@ -22,6 +35,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,16 +51,38 @@ func main() {
 		serve(os.Args[2:])
 		return
 	}
-	skein := flag.String("skein", "bin/skein", "path to the skein binary")
-	rate := flag.Int("rate", 1000, "requests per second (open loop)")
-	conns := flag.Int("connections", 16, "connections")
-	duration := flag.Duration("duration", 30*time.Second, "measured duration per path")
-	warmup := flag.Duration("warmup", 5*time.Second, "warm-up per path")
-	size := flag.Int("size", 1024, "response body bytes")
+	if len(os.Args) > 1 && os.Args[1] == "cpscale" {
+		if err := cpscale(os.Args[2:]); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
+	var o options
+	flag.StringVar(&o.skein, "skein", "bin/skein", "path to the skein binary")
+	flag.IntVar(&o.rate, "rate", 1000, "requests per second (open loop)")
+	flag.IntVar(&o.conns, "connections", 16, "connections (open loop)")
+	flag.DurationVar(&o.duration, "duration", 60*time.Second, "measured duration per path")
+	flag.DurationVar(&o.warmup, "warmup", 5*time.Second, "warm-up per path (not measured)")
+	flag.IntVar(&o.size, "size", 1024, "response body bytes")
+	flag.IntVar(&o.cpu, "proxy-cpu", runtime.NumCPU()-1, "CPU every proxy process is pinned to (-1: no pinning)")
+	flag.IntVar(&o.gomaxprocs, "gomaxprocs", 1, "GOMAXPROCS of the Skein proxies (0: Go's default)")
+	flag.DurationVar(&o.satDuration, "saturation", 20*time.Second, "closed-loop saturation run per proxied path (0: skip)")
+	flag.IntVar(&o.satConns, "saturation-connections", 16, "connections of the saturation run")
+	flag.StringVar(&o.only, "paths", "", "comma-separated subset of paths: direct,skein1,skein2,nginx,haproxy (default all)")
 	flag.Parse()
-	if err := run(*skein, *rate, *conns, *duration, *warmup, *size); err != nil {
+	if err := run(o); err != nil {
 		log.Fatal(err)
 	}
+}
+
+type options struct {
+	skein             string
+	rate, conns, size int
+	duration, warmup  time.Duration
+	cpu, gomaxprocs   int
+	satDuration       time.Duration
+	satConns          int
+	only              string
 }
 
 // serve is the upstream application: a fixed-size response body.
@@ -72,6 +109,11 @@ kind: Namespace
 metadata:
   name: bench
   labels: {istio-injection: enabled}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: bench}
+spec: {mtls: {mode: STRICT}}
 ---
 apiVersion: v1
 kind: Service
@@ -112,7 +154,19 @@ type pod struct {
 	Ready    bool
 }
 
-func run(skein string, rate, conns int, duration, warmup time.Duration, size int) error {
+// proxyRef names one proxy process (an nginx master counts with its worker).
+type proxyRef struct {
+	name string
+	pids []int
+}
+
+type benchPath struct {
+	key, name     string
+	target, proxy string // URL, and the HTTP proxy the client sends it to
+	proxies       []proxyRef
+}
+
+func run(o options) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -123,12 +177,18 @@ func run(skein string, rate, conns int, duration, warmup time.Duration, size int
 	}
 	defer os.RemoveAll(dir)
 	mf := filepath.Join(dir, "bench.yaml")
-	if err := os.WriteFile(mf, []byte(fmt.Sprintf(manifest, self, size, self)), 0o644); err != nil {
+	if err := os.WriteFile(mf, []byte(fmt.Sprintf(manifest, self, o.size, self)), 0o644); err != nil {
 		return err
 	}
 	server := "127.0.0.1:25014"
-	up := exec.Command(skein, "up", "--data-dir", filepath.Join(dir, "data"), "--http-addr", server,
-		"--grpc-addr", "127.0.0.1:25010", "--ingress-address", "127.0.9.9", "-f", mf)
+	up := exec.Command(o.skein, "up", "--no-gateway", "--data-dir", filepath.Join(dir, "data"), "--http-addr", server,
+		"--grpc-addr", "127.0.0.1:25010", "-f", mf)
+	// The runner hands its environment to the processes it starts, proxies
+	// included: that is how GOMAXPROCS reaches the sidecars (and the apps).
+	up.Env = os.Environ()
+	if o.gomaxprocs > 0 {
+		up.Env = append(up.Env, fmt.Sprintf("GOMAXPROCS=%d", o.gomaxprocs))
+	}
 	logf, _ := os.Create(filepath.Join(dir, "up.log"))
 	up.Stdout, up.Stderr = logf, logf
 	up.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -146,17 +206,21 @@ func run(skein string, rate, conns int, duration, warmup time.Duration, size int
 		}
 	}()
 
-	// Direct baseline: the same server program, outside the mesh.
-	direct := exec.Command(self, "serve", "--addr", "127.0.9.10:8080", "--size", strconv.Itoa(size))
+	// Direct baseline, and the app behind the nginx and HAProxy chains: the
+	// same server program, outside the mesh, with the same GOMAXPROCS as the
+	// in-mesh app.
+	const directAddr = "127.0.9.10:8080"
+	direct := exec.Command(self, "serve", "--addr", directAddr, "--size", strconv.Itoa(o.size))
+	direct.Env = up.Env
 	if err := direct.Start(); err != nil {
 		return err
 	}
 	defer direct.Process.Kill()
 
 	var serverPod, clientPod pod
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(120 * time.Second)
 	for {
-		pods, err := listPods(skein, server)
+		pods, err := listPods(o.skein, server)
 		if err == nil {
 			for _, p := range pods {
 				if strings.HasPrefix(p.Name, "server-") && p.Ready {
@@ -172,61 +236,142 @@ func run(skein string, rate, conns int, duration, warmup time.Duration, size int
 		}
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(filepath.Join(dir, "up.log"))
-			return fmt.Errorf("bench pods not ready after 90s (%v); skein up log:\n%s", err, b)
+			return fmt.Errorf("bench pods not ready after 120s (%v); skein up log:\n%s", err, b)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
 	time.Sleep(2 * time.Second) // let the client sidecar receive the server's endpoints
 
-	paths := []struct {
-		name   string
-		target string
-		proxy  string
-	}{
-		{"direct", "http://127.0.9.10:8080/", ""},
-		{"server sidecar (1 proxy)", "http://" + serverPod.IP + ":8080/", ""},
-		{"client + server sidecars (2 proxies)", "http://server.bench:8080/", "http://" + clientPod.IP + ":15001"},
+	clientPID, err := skeinProxyPID("client-")
+	if err != nil {
+		return err
 	}
-	fmt.Printf("Skein data plane benchmark: %d rps open loop, %d connections, %d-byte responses, %s per path after %s warm-up, HTTP/1.1 keep-alive, GOMAXPROCS of the proxies unchanged\n\n",
-		rate, conns, size, duration, warmup)
+	serverPID, err := skeinProxyPID("server-")
+	if err != nil {
+		return err
+	}
+	for _, pid := range []int{clientPID, serverPID} {
+		if err := pin(pid, o.cpu); err != nil {
+			fmt.Fprintln(os.Stderr, "warning:", err)
+		}
+	}
+	// STRICT must refuse plaintext at the server sidecar, or the two-proxy
+	// figures would not include mTLS.
+	mtls := "STRICT mTLS verified (plaintext to the server sidecar is refused)"
+	if resp, err := (&http.Client{Timeout: 3 * time.Second}).Get("http://" + serverPod.IP + ":8080/"); err == nil {
+		resp.Body.Close()
+		mtls = fmt.Sprintf("WARNING: plaintext to the server sidecar answered %d: mTLS is NOT enforced", resp.StatusCode)
+	}
+
+	certDir := filepath.Join(dir, "chains")
+	if err := os.MkdirAll(certDir, 0o755); err != nil {
+		return err
+	}
+	if err := writeCerts(certDir); err != nil {
+		return err
+	}
+	want := func(key string) bool {
+		return o.only == "" || slices.Contains(strings.Split(o.only, ","), key)
+	}
+	paths := []benchPath{{key: "direct", name: "direct", target: "http://" + directAddr + "/"}}
+	if want("skein1") {
+		paths = append(paths, benchPath{key: "skein1", name: "skein: 1 proxy (client sidecar)",
+			target: "http://" + directAddr + "/", proxy: "http://" + clientPod.IP + ":15001",
+			proxies: []proxyRef{{"client sidecar", []int{clientPID}}}})
+	}
+	if want("skein2") {
+		paths = append(paths, benchPath{key: "skein2", name: "skein: 2 sidecars, mTLS",
+			target: "http://server.bench:8080/", proxy: "http://" + clientPod.IP + ":15001",
+			proxies: []proxyRef{{"client sidecar", []int{clientPID}}, {"server sidecar", []int{serverPID}}}})
+	}
+	for _, c := range []struct{ kind, front string }{{"nginx", nginxFront}, {"haproxy", haproxyFront}} {
+		if !want(c.kind) {
+			continue
+		}
+		procs, err := startChain(c.kind, certDir, directAddr, o.cpu)
+		for _, p := range procs {
+			defer p.stop()
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "warning: skipping the %s chain: %v\n", c.kind, err)
+			continue
+		}
+		paths = append(paths, benchPath{key: c.kind, name: c.kind + ": 2 hops, mTLS", target: "http://" + c.front + "/",
+			proxies: []proxyRef{{c.kind + " front", []int{procs[1].cmd.Process.Pid}}, {c.kind + " back", []int{procs[0].cmd.Process.Pid}}}})
+	}
+
+	pinning := fmt.Sprintf("every proxy pinned to CPU %d", o.cpu)
+	if o.cpu < 0 {
+		pinning = "proxies not pinned"
+	}
+	fmt.Printf("Skein data plane benchmark on %d CPUs: %d rps open loop, %d connections, %d-byte responses, HTTP/1.1 keep-alive,\n"+
+		"%s measured per path after %s warm-up; %s; Skein proxies GOMAXPROCS=%d; %s.\n\n",
+		runtime.NumCPU(), o.rate, o.conns, o.size, o.duration, o.warmup, pinning, o.gomaxprocs, mtls)
+
+	type costRow struct {
+		path, proxy string
+		vcpu, per1k float64
+		hwm         float64
+	}
+	var costs []costRow
 	tw := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "path\trequests\terrors\tp50\tp90\tp99\tmax\tadded p50\tadded p99\t")
+	fmt.Fprintln(tw, "path\tok\terrors\tp50\tp90\tp99\tmax\t+p50\t+p90\t+p99\t+max\t")
 	var base result
-	proxyUsage := map[string]usage{}
 	for i, p := range paths {
-		_ = load(p.target, p.proxy, rate, conns, warmup)
-		before := sampleProxies()
+		_ = load(p.target, p.proxy, o.rate, o.conns, o.warmup)
+		before := make([]procUsage, len(p.proxies))
+		for j, pr := range p.proxies {
+			before[j] = readTree(pr.pids)
+		}
 		t0 := time.Now()
-		r := load(p.target, p.proxy, rate, conns, duration)
-		elapsed := time.Since(t0)
-		after := sampleProxies()
+		r := load(p.target, p.proxy, o.rate, o.conns, o.duration)
+		elapsed := time.Since(t0).Seconds()
+		for j, pr := range p.proxies {
+			a := readTree(pr.pids)
+			cpu := a.cpu - before[j].cpu
+			per1k := 0.0
+			if r.n > 0 {
+				per1k = cpu / float64(r.n) * 1000
+			}
+			costs = append(costs, costRow{p.name, pr.name, cpu / elapsed, per1k, a.hwm})
+		}
 		if i == 0 {
 			base = r
 		}
-		if i == len(paths)-1 {
-			for name, a := range after {
-				b := before[name]
-				proxyUsage[name] = usage{cpu: a.cpu - b.cpu, rss: a.rss, hwm: a.hwm, seconds: elapsed.Seconds(), requests: r.n}
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", p.name, r.n, r.errors,
-			ms(r.p(50)), ms(r.p(90)), ms(r.p(99)), ms(r.max()), ms(r.p(50)-base.p(50)), ms(r.p(99)-base.p(99)))
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", p.name, len(r.lat), r.errors,
+			ms(r.p(50)), ms(r.p(90)), ms(r.p(99)), ms(r.max()),
+			ms(r.p(50)-base.p(50)), ms(r.p(90)-base.p(90)), ms(r.p(99)-base.p(99)), ms(r.max()-base.max()))
 	}
 	tw.Flush()
-	fmt.Println("\nProxy cost during the two-proxy run:")
+	fmt.Printf("\nProxy cost at %d rps (CPU from /proc utime+stime; peak RSS = VmHWM, master+worker for nginx):\n", o.rate)
 	tw = tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "proxy\tCPU (vCPU)\tCPU s / 1000 req\tRSS MB\tpeak RSS MB\t")
-	names := make([]string, 0, len(proxyUsage))
-	for n := range proxyUsage {
-		names = append(names, n)
+	fmt.Fprintln(tw, "path\tproxy\tvCPU\tCPU s / 1000 req\tpeak RSS MB\t")
+	for _, c := range costs {
+		fmt.Fprintf(tw, "%s\t%s\t%.3f\t%.4f\t%.1f\t\n", c.path, c.proxy, c.vcpu, c.per1k, c.hwm/1e6)
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		u := proxyUsage[n]
-		if !strings.Contains(n, "client-") && !strings.Contains(n, "server-") {
-			continue
+	tw.Flush()
+
+	if o.satDuration <= 0 {
+		return nil
+	}
+	fmt.Printf("\nSaturation (closed loop, %d connections back-to-back, %s per path; load generator unpinned, sharing the machine):\n",
+		o.satConns, o.satDuration)
+	tw = tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "path\trps\terrors\tp50\tp99\tproxy vCPU (each)\t")
+	for _, p := range paths {
+		before := make([]procUsage, len(p.proxies))
+		for j, pr := range p.proxies {
+			before[j] = readTree(pr.pids)
 		}
-		fmt.Fprintf(tw, "%s\t%.3f\t%.4f\t%.1f\t%.1f\t\n", n, u.cpu/u.seconds, u.cpu/float64(u.requests)*1000, u.rss/1e6, u.hwm/1e6)
+		t0 := time.Now()
+		r := saturate(p.target, p.proxy, o.satConns, o.satDuration)
+		elapsed := time.Since(t0).Seconds()
+		var vcpus []string
+		for j, pr := range p.proxies {
+			vcpus = append(vcpus, fmt.Sprintf("%.2f", (readTree(pr.pids).cpu-before[j].cpu)/elapsed))
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%d\t%s\t%s\t%s\t\n", p.name, float64(len(r.lat))/elapsed, r.errors,
+			ms(r.p(50)), ms(r.p(99)), strings.Join(vcpus, " / "))
 	}
 	tw.Flush()
 	return nil
@@ -340,57 +485,49 @@ func load(target, proxy string, rate, conns int, d time.Duration) result {
 	return res
 }
 
-type usage struct {
-	cpu, rss, hwm, seconds float64
-	requests               int
-}
-
-// sampleProxies reads CPU seconds and memory of every skein proxy process.
-func sampleProxies() map[string]usage {
-	out := map[string]usage{}
-	entries, _ := os.ReadDir("/proc")
-	ticks := 100.0 // USER_HZ on Linux
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(cmdline), "\x00")
-		if len(args) < 2 || args[1] != "proxy" {
-			continue
-		}
-		name := ""
-		for i, a := range args {
-			if a == "--pod-name" && i+1 < len(args) {
-				name = args[i+1]
-			}
-		}
-		stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-		if len(fields) < 13 {
-			continue
-		}
-		utime, _ := strconv.ParseFloat(fields[11], 64)
-		stime, _ := strconv.ParseFloat(fields[12], 64)
-		u := usage{cpu: (utime + stime) / ticks}
-		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-		for _, line := range strings.Split(string(status), "\n") {
-			f := strings.Fields(line)
-			if len(f) >= 2 {
-				kb, _ := strconv.ParseFloat(f[1], 64)
-				switch f[0] {
-				case "VmRSS:":
-					u.rss = kb * 1024
-				case "VmHWM:":
-					u.hwm = kb * 1024
+// saturate drives conns connections back to back for d (closed loop) and
+// returns every request's latency.
+func saturate(target, proxy string, conns int, d time.Duration) result {
+	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, DisableCompression: true,
+		DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext}
+	if proxy != "" {
+		pu, _ := url.Parse(proxy)
+		tr.Proxy = http.ProxyURL(pu)
+	}
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	defer tr.CloseIdleConnections()
+	end := time.Now().Add(d)
+	var mu sync.Mutex
+	var res result
+	var wg sync.WaitGroup
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lat := make([]time.Duration, 0, 1<<14)
+			errs := 0
+			for time.Now().Before(end) {
+				t0 := time.Now()
+				resp, err := client.Get(target)
+				ok := err == nil && resp.StatusCode == 200
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				if ok {
+					lat = append(lat, time.Since(t0))
+				} else {
+					errs++
 				}
 			}
-		}
-		out[name] = u
+			mu.Lock()
+			res.lat = append(res.lat, lat...)
+			res.errors += errs
+			res.n += len(lat) + errs
+			mu.Unlock()
+		}()
 	}
-	return out
+	wg.Wait()
+	sort.Slice(res.lat, func(i, j int) bool { return res.lat[i] < res.lat[j] })
+	return res
 }

@@ -1,0 +1,395 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/skein-mesh/skein/internal/apiclient"
+	"github.com/skein-mesh/skein/internal/config"
+)
+
+// cpscale measures the control plane at scale: a `skein discovery` process
+// holding N Services (each with one ready Pod), M simulated sidecars in this
+// process (one ADS stream each, subscribing to CDS and LDS, then to the EDS
+// and RDS names those reference, ACKing every response as Envoy does), then
+// one VirtualService change: how long until every proxy ACKed the new
+// routes, and the discovery process's CPU and RSS from /proc.
+func cpscale(args []string) error {
+	fs := flag.NewFlagSet("cpscale", flag.ExitOnError)
+	skein := fs.String("skein", "bin/skein", "path to the skein binary")
+	nsvc := fs.Int("services", 1000, "services (one ready pod each)")
+	nproxy := fs.Int("proxies", 2000, "simulated sidecars (ADS streams)")
+	timeout := fs.Duration("timeout", 5*time.Minute, "longest wait for the initial sync and for convergence")
+	_ = fs.Parse(args)
+
+	dir, err := os.MkdirTemp("", "skein-cpscale")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	const grpcAddr, httpAddr = "127.0.0.1:26010", "127.0.0.1:26014"
+	cp := exec.Command(*skein, "discovery", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--log-level", "warn")
+	logf, _ := os.Create(filepath.Join(dir, "discovery.log"))
+	cp.Stdout, cp.Stderr = logf, logf
+	cp.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cp.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		_ = cp.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cp.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-cp.Process.Pid, syscall.SIGKILL)
+		}
+	}()
+	cpPID := cp.Process.Pid
+	api := apiclient.New(httpAddr)
+	ctx := context.Background()
+	for deadline := time.Now().Add(30 * time.Second); api.Ping(ctx) != nil; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(dir, "discovery.log"))
+			return fmt.Errorf("skein discovery not answering on %s after 30s:\n%s", httpAddr, b)
+		}
+	}
+
+	// The registry: Services and their Pods through the config API, as the
+	// local runner stores them.
+	t0 := time.Now()
+	docs := []map[string]any{{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": "scale"}}}
+	for i := 0; i < *nsvc; i++ {
+		name := fmt.Sprintf("svc-%d", i)
+		docs = append(docs,
+			map[string]any{"apiVersion": "v1", "kind": "Service",
+				"metadata": map[string]any{"name": name, "namespace": "scale"},
+				"spec": map[string]any{"selector": map[string]any{"app": name},
+					"ports": []any{map[string]any{"name": "http", "port": 8080}}}},
+			map[string]any{"apiVersion": "v1", "kind": "Pod",
+				"metadata": map[string]any{"name": name + "-0", "namespace": "scale", "labels": map[string]any{"app": name}},
+				"spec":     map[string]any{"containers": []any{map[string]any{"name": "app", "image": "app"}}},
+				"status": map[string]any{"phase": "Running", "podIP": fmt.Sprintf("127.10.%d.%d", i/250, i%250+1),
+					"conditions": []any{map[string]any{"type": "Ready", "status": "True"}}}})
+	}
+	if err := applyDocs(ctx, api, docs); err != nil {
+		return err
+	}
+	applied := time.Since(t0)
+
+	// The proxies.
+	var m markerState
+	clients := make([]*adsClient, *nproxy)
+	names := &nameCache{}
+	t1 := time.Now()
+	cpu0, _ := readProc(cpPID)
+	for i := range clients {
+		c, err := newADSClient(grpcAddr, i, names, &m)
+		if err != nil {
+			return err
+		}
+		defer c.close()
+		clients[i] = c
+		go c.run()
+	}
+	syncDeadline := time.After(*timeout)
+	for i, c := range clients {
+		select {
+		case <-c.ready:
+		case err := <-c.failed:
+			alive := "running"
+			if syscall.Kill(cpPID, 0) != nil {
+				alive = "exited"
+			}
+			return fmt.Errorf("proxy %d: %w (discovery %s; log tail:\n%s)", i, err, alive, tail(filepath.Join(dir, "discovery.log"), 3000))
+		case <-syncDeadline:
+			return fmt.Errorf("initial sync: proxy %d of %d had not ACKed CDS, LDS, EDS and RDS after %s", i, len(clients), *timeout)
+		}
+	}
+	syncTime := time.Since(t1)
+	cpu1, _ := readProc(cpPID)
+
+	// One VirtualService change; every proxy's RDS "8080" carries the marker.
+	time.Sleep(2 * time.Second) // quiet: let debounced pushes from the connects settle
+	cpu2, _ := readProc(cpPID)
+	marker := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+	vs := map[string]any{"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+		"metadata": map[string]any{"name": "svc-0", "namespace": "scale"},
+		"spec": map[string]any{"hosts": []any{"svc-0.scale.svc.cluster.local"},
+			"http": []any{map[string]any{
+				"headers": map[string]any{"request": map[string]any{"set": map[string]any{"x-bench-marker": marker}}},
+				"route":   []any{map[string]any{"destination": map[string]any{"host": "svc-0.scale.svc.cluster.local"}}}}}}}
+	m.arm([]byte(marker))
+	if err := applyDocs(ctx, api, []map[string]any{vs}); err != nil {
+		return err
+	}
+	convDeadline := time.After(*timeout)
+	for i, c := range clients {
+		select {
+		case <-c.converged:
+		case <-convDeadline:
+			return fmt.Errorf("convergence: proxy %d of %d had not ACKed the changed routes after %s", i, len(clients), *timeout)
+		}
+	}
+	cpu3, _ := readProc(cpPID)
+	lat := make([]time.Duration, len(clients))
+	for i, c := range clients {
+		lat[i] = c.convergedAfter
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(q float64) time.Duration { return lat[int(float64(len(lat)-1)*q/100)] }
+
+	fmt.Printf("Skein control plane scale: %d services (1 pod each), %d simulated sidecars (ADS, SotW, ACKing), 1 VirtualService change\n\n", *nsvc, *nproxy)
+	fmt.Printf("store load (%d objects via the config API): %s\n", len(docs), applied.Round(time.Millisecond))
+	fmt.Printf("initial sync, all proxies ACKed CDS+LDS+EDS+RDS: %s (discovery CPU %.1f s)\n", syncTime.Round(time.Millisecond), cpu1.cpu-cpu0.cpu)
+	fmt.Printf("change → ACKed by every proxy: p50 %s  p90 %s  p99 %s  max %s (discovery CPU %.2f s)\n",
+		pct(50).Round(time.Millisecond), pct(90).Round(time.Millisecond), pct(99).Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond), cpu3.cpu-cpu2.cpu)
+	fmt.Printf("discovery process: RSS %.0f MB now, peak RSS %.0f MB, CPU %.1f s total\n", cpu3.rss/1e6, cpu3.hwm/1e6, cpu3.cpu)
+	return nil
+}
+
+func applyDocs(ctx context.Context, api *apiclient.Client, docs []map[string]any) error {
+	const batch = 500
+	for len(docs) > 0 {
+		n := min(batch, len(docs))
+		objs := make([]*config.Object, 0, n)
+		for _, d := range docs[:n] {
+			o, err := config.Decode(d)
+			if err != nil {
+				return fmt.Errorf("decode %v: %w", d["metadata"], err)
+			}
+			objs = append(objs, o)
+		}
+		if _, err := api.Apply(ctx, objs); err != nil {
+			return fmt.Errorf("apply: %w", err)
+		}
+		docs = docs[n:]
+	}
+	return nil
+}
+
+// markerState is the change the clients look for in their routes.
+type markerState struct {
+	marker atomic.Pointer[[]byte]
+	at     atomic.Int64 // UnixNano of the change
+}
+
+func (m *markerState) arm(b []byte) {
+	m.at.Store(time.Now().UnixNano())
+	m.marker.Store(&b)
+}
+
+// nameCache memoises, per response version, the EDS and RDS names a CDS or
+// LDS response references: proxies with the same config share the parse,
+// so the load generator spends its CPU on streams, not on decoding.
+type nameCache struct {
+	mu sync.Mutex
+	m  map[string][]string
+}
+
+func (c *nameCache) get(key string, compute func() []string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string][]string{}
+	}
+	if v, ok := c.m[key]; ok {
+		return v
+	}
+	v := compute()
+	c.m[key] = v
+	return v
+}
+
+type adsClient struct {
+	conn   *grpc.ClientConn
+	stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	node   *corev3.Node
+	names  *nameCache
+	marker *markerState
+
+	ready, converged chan struct{}
+	failed           chan error
+	convergedAfter   time.Duration
+}
+
+func newADSClient(addr string, i int, names *nameCache, m *markerState) (*adsClient, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
+	if err != nil {
+		return nil, err
+	}
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(context.Background())
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("proxy %d: open ADS stream: %w", i, err)
+	}
+	ip := fmt.Sprintf("127.20.%d.%d", i/250, i%250+1)
+	pod := fmt.Sprintf("client-%d", i)
+	md, _ := structpb.NewStruct(map[string]any{
+		"NAMESPACE": "scale", "SERVICE_ACCOUNT": "default", "WORKLOAD_NAME": pod, "CLUSTER_ID": "Kubernetes",
+		"INTERCEPTION_MODE": "NONE", "INSTANCE_IPS": ip, "APP_IP": ip, "LABELS": map[string]any{"app": pod},
+	})
+	return &adsClient{conn: conn, stream: stream, names: names, marker: m,
+		node:  &corev3.Node{Id: fmt.Sprintf("sidecar~%s~%s.scale~scale.svc.cluster.local", ip, pod), Metadata: md},
+		ready: make(chan struct{}), converged: make(chan struct{}), failed: make(chan error, 1)}, nil
+}
+
+func (c *adsClient) close() { c.conn.Close() }
+
+// run is Envoy's SotW ADS dance: wildcard CDS and LDS, then EDS for the
+// EDS clusters and RDS for the route names the listeners use; every
+// response is ACKed with its version and nonce.
+func (c *adsClient) run() {
+	send := func(typ, version, nonce string, names []string) error {
+		return c.stream.Send(&discoveryv3.DiscoveryRequest{Node: c.node, TypeUrl: typ, VersionInfo: version,
+			ResponseNonce: nonce, ResourceNames: names})
+	}
+	fail := func(err error) {
+		select {
+		case c.failed <- err:
+		default:
+		}
+	}
+	if err := send(resourcev3.ClusterType, "", "", nil); err != nil {
+		fail(err)
+		return
+	}
+	if err := send(resourcev3.ListenerType, "", "", nil); err != nil {
+		fail(err)
+		return
+	}
+	subscribed := map[string][]string{}
+	last := map[string][2]string{} // type → version, nonce
+	acked := map[string]bool{}
+	isReady, isConverged := false, false
+	for {
+		resp, err := c.stream.Recv()
+		if err != nil {
+			fail(err)
+			return
+		}
+		typ := resp.GetTypeUrl()
+		last[typ] = [2]string{resp.GetVersionInfo(), resp.GetNonce()}
+		if err := send(typ, resp.GetVersionInfo(), resp.GetNonce(), subscribed[typ]); err != nil {
+			fail(err)
+			return
+		}
+		acked[typ] = true
+		var follow string
+		var want []string
+		switch typ {
+		case resourcev3.ClusterType:
+			follow, want = resourcev3.EndpointType, c.names.get("cds/"+resp.GetVersionInfo(), func() []string { return edsNames(resp) })
+		case resourcev3.ListenerType:
+			follow, want = resourcev3.RouteType, c.names.get("lds/"+resp.GetVersionInfo(), func() []string { return rdsNames(resp) })
+		case resourcev3.RouteType:
+			if mk := c.marker.marker.Load(); mk != nil && !isConverged {
+				for _, r := range resp.GetResources() {
+					if bytes.Contains(r.GetValue(), *mk) {
+						c.convergedAfter = time.Duration(time.Now().UnixNano() - c.marker.at.Load())
+						isConverged = true
+						close(c.converged)
+						break
+					}
+				}
+			}
+		}
+		if follow != "" && !equalStrings(subscribed[follow], want) {
+			subscribed[follow] = want
+			if err := send(follow, last[follow][0], last[follow][1], want); err != nil {
+				fail(err)
+				return
+			}
+		}
+		if !isReady && acked[resourcev3.ClusterType] && acked[resourcev3.ListenerType] &&
+			acked[resourcev3.EndpointType] && acked[resourcev3.RouteType] {
+			isReady = true
+			close(c.ready)
+		}
+	}
+}
+
+func edsNames(resp *discoveryv3.DiscoveryResponse) []string {
+	var out []string
+	for _, r := range resp.GetResources() {
+		var cl clusterv3.Cluster
+		if r.UnmarshalTo(&cl) != nil || cl.GetType() != clusterv3.Cluster_EDS {
+			continue
+		}
+		if n := cl.GetEdsClusterConfig().GetServiceName(); n != "" {
+			out = append(out, n)
+		} else {
+			out = append(out, cl.GetName())
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func rdsNames(resp *discoveryv3.DiscoveryResponse) []string {
+	seen := map[string]bool{}
+	for _, r := range resp.GetResources() {
+		var l listenerv3.Listener
+		if r.UnmarshalTo(&l) != nil {
+			continue
+		}
+		for _, fc := range l.GetFilterChains() {
+			for _, f := range fc.GetFilters() {
+				var hcm hcmv3.HttpConnectionManager
+				if f.GetTypedConfig() == nil || f.GetTypedConfig().UnmarshalTo(&hcm) != nil {
+					continue
+				}
+				if n := hcm.GetRds().GetRouteConfigName(); n != "" {
+					seen[n] = true
+				}
+			}
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for n := range seen {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func tail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
