@@ -29,7 +29,7 @@ unit:
 
 ## e2e: real processes on loopback (builds the skein binary itself).
 e2e:
-	$(GO) test -count=1 -timeout 1200s -v ./test/e2e/... 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; exit $${PIPESTATUS[0]}
+	$(GO) test -count=1 -timeout 2700s -v ./test/e2e/... 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; exit $${PIPESTATUS[0]}
 
 ## bench: latency/CPU/RSS figures; never gates CI (docs/performance.md).
 ## BENCH_FLAGS shortens it, e.g. BENCH_FLAGS='-duration 5s -saturation 5s'.

@@ -58,6 +58,7 @@ func NewRootCmd() *cobra.Command {
 		newBookinfoCmd(),
 		newApplyCmd(), newGetCmd(), newDeleteCmd(),
 		newUpCmd(),
+		newDashboardCmd(),
 	)
 	return root
 }

@@ -60,6 +60,7 @@ then stops everything it started.`,
 	f.StringVar(&opts.GRPCAddr, "grpc-addr", "127.0.0.1:15010", "control plane xDS address")
 	f.StringVar(&opts.IngressAddress, "ingress-address", "127.0.0.1", "address the ingress gateway listens on")
 	f.BoolVar(&opts.NoGateway, "no-gateway", false, "do not run the built-in istio-ingressgateway")
+	f.StringVar(&opts.DashboardAddr, "dashboard-addr", "127.0.0.1:20001", "address of the mesh dashboard (empty: no dashboard)")
 	return cmd
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/skein-mesh/skein/internal/configstore"
 	"github.com/skein-mesh/skein/internal/model"
 	"github.com/skein-mesh/skein/internal/registry"
+	"github.com/skein-mesh/skein/internal/telemetry/tracestore"
 	"github.com/skein-mesh/skein/internal/xds"
 	"github.com/skein-mesh/skein/internal/xdsserver"
 )
@@ -68,6 +69,10 @@ type Server struct {
 	httpLis net.Listener
 
 	identity *identity
+	metrics  *metrics
+	// traces is the built-in trace collector (Zipkin and OTLP ingest,
+	// Zipkin query API) on the HTTP port, the default tracing backend.
+	traces *tracestore.Store
 }
 
 // New opens the store and binds the listeners (so callers know the ports
@@ -81,7 +86,9 @@ func New(opts Options, log *slog.Logger) (*Server, error) {
 	} else if store, err = configstore.Open(opts.StoreDir); err != nil {
 		return nil, fmt.Errorf("open config store: %w", err)
 	}
-	s := &Server{opts: opts, log: log, store: store, xds: xdsserver.New(log, xds.Generate)}
+	s := &Server{opts: opts, log: log, store: store, xds: xdsserver.New(log, xds.Generate), traces: tracestore.New(0)}
+	s.metrics = newMetrics(s.xds)
+	s.xds.SetObserver(s.metrics)
 	if err := s.setupCA(); err != nil {
 		return nil, err
 	}
@@ -150,6 +157,7 @@ func (s *Server) debouncePushes(ctx context.Context, changes <-chan struct{}) {
 			return
 		case <-changes:
 		}
+		changed := time.Now()
 		deadline := time.NewTimer(s.opts.MaxDebounce)
 		quiet := time.NewTimer(s.opts.Debounce)
 	wait:
@@ -169,32 +177,40 @@ func (s *Server) debouncePushes(ctx context.Context, changes <-chan struct{}) {
 		}
 		deadline.Stop()
 		quiet.Stop()
-		s.pushNow()
+		s.pushAt(changed)
 	}
 }
 
 // pushNow builds a new push context from the current store snapshot and
 // sends it to every proxy.
-func (s *Server) pushNow() {
+func (s *Server) pushNow() { s.pushAt(time.Now()) }
+
+// pushAt pushes for a config change made at changed (the first of a
+// debounced burst), which proxy convergence time is measured from.
+func (s *Server) pushAt(changed time.Time) {
 	start := time.Now()
 	snap := s.store.Snapshot()
 	reg := registry.Build(snap, s.opts.Domain)
 	version := strconv.FormatInt(snap.Revision(), 10)
 	pc := model.NewPushContext(version, snap, reg, s.opts.Domain, s.opts.RootNamespace)
-	s.xds.Push(pc)
+	pc.TraceCollector = dialable(s.HTTPAddr())
+	s.xds.PushAt(pc, changed)
 	s.pushes.Add(1)
 	s.log.Debug("pushed config", "revision", version, "took", time.Since(start))
 }
 
 func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/api/", configapi.NewHandler(s.store, s.log))
+	mux.Handle("/api/", s.metrics.countConfigAPI(configapi.NewHandler(s.store, s.log)))
 	s.handleCA(mux)
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /debug/syncz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, s.xds.Status())
 	})
 	mux.HandleFunc("GET /debug/config_dump", s.configDump)
+	s.traces.Register(mux)
+	mux.Handle("GET /metrics", s.metrics.handler())
+	mux.HandleFunc("GET /debug/prometheus_sd", s.prometheusSD)
 	return mux
 }
 
@@ -232,4 +248,17 @@ func writeJSON(w http.ResponseWriter, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// dialable turns a listen address into one proxies can connect to: an
+// unspecified host (":15014", "0.0.0.0:15014") becomes loopback.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }

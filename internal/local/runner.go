@@ -18,6 +18,7 @@ import (
 
 	"github.com/skein-mesh/skein/internal/apiclient"
 	"github.com/skein-mesh/skein/internal/config"
+	"github.com/skein-mesh/skein/internal/dashboard"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -38,6 +39,8 @@ type Options struct {
 	IngressAddress string
 	// NoGateway skips the built-in ingress gateway.
 	NoGateway bool
+	// DashboardAddr is where the mesh dashboard is served; empty: none.
+	DashboardAddr string
 	// Executable is the skein binary run for discovery, proxies and
 	// built-in programs; default: the running executable.
 	Executable string
@@ -117,6 +120,8 @@ type Runner struct {
 	cancel    context.CancelFunc
 	done      chan struct{}
 	closeOnce sync.Once
+	// dashboardURL is set once the dashboard serves.
+	dashboardURL string
 }
 
 // Run brings up a local mesh and keeps it running until ctx is done, then
@@ -194,6 +199,7 @@ func Start(ctx context.Context, opts Options) (*Runner, error) {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	r.cancel = cancel
+	r.startDashboard(runCtx)
 	go func() {
 		defer close(r.done)
 		r.ctrl.run(runCtx)
@@ -383,9 +389,38 @@ func (r *Runner) configMap(namespace, name string) (map[string]string, bool, err
 	return nil, false, nil
 }
 
+// startDashboard serves the mesh dashboard until ctx is done. A busy
+// address (another mesh's dashboard) costs only the dashboard, not the mesh.
+func (r *Runner) startDashboard(ctx context.Context) {
+	if r.opts.DashboardAddr == "" {
+		return
+	}
+	l, err := dashboard.Listen(r.opts.DashboardAddr)
+	if err != nil {
+		r.log.Warn("dashboard not started; pass --dashboard-addr to choose another address", "err", err)
+		return
+	}
+	r.dashboardURL = "http://" + l.Addr().String() + "/"
+	d := dashboard.New(dashboard.Options{Server: r.opts.HTTPAddr, Logger: r.log})
+	go func() {
+		if err := d.Serve(ctx, l); err != nil {
+			r.log.Warn("dashboard stopped", "err", err)
+		}
+	}()
+}
+
 // ingressHint names the ingress gateway's addresses for the "mesh is up"
-// line, from its Service as stored (a user may have changed it).
+// line, from its Service as stored (a user may have changed it), and the
+// dashboard's URL.
 func (r *Runner) ingressHint() string {
+	hint := r.ingressURLs()
+	if r.dashboardURL != "" {
+		hint += " Dashboard: " + r.dashboardURL
+	}
+	return hint
+}
+
+func (r *Runner) ingressURLs() string {
 	if r.opts.NoGateway {
 		return ""
 	}

@@ -28,6 +28,10 @@ type PushContext struct {
 	Registry      ServiceDiscovery
 	Domain        string // cluster DNS domain, "cluster.local"
 	RootNamespace string // mesh-wide config namespace, "istio-system"
+	// TraceCollector is host:port of the control plane's built-in trace
+	// store (Zipkin API), the tracing backend when the mesh names none;
+	// empty disables that default.
+	TraceCollector string
 
 	virtualServices  []*config.Object
 	destinationRules []*config.Object

@@ -4,6 +4,7 @@ import (
 	"github.com/skein-mesh/skein/internal/proxy/filters"
 	"github.com/skein-mesh/skein/internal/proxy/filters/cors"
 	"github.com/skein-mesh/skein/internal/proxy/filters/fault"
+	"github.com/skein-mesh/skein/internal/proxy/filters/istiostats"
 	"github.com/skein-mesh/skein/internal/proxy/filters/jwtauthn"
 	"github.com/skein-mesh/skein/internal/proxy/filters/localratelimit"
 	"github.com/skein-mesh/skein/internal/proxy/filters/rbac"
@@ -11,12 +12,16 @@ import (
 
 // httpFilters lists every HTTP filter the proxy implements. Filters not
 // registered here are NACKed by name.
-func httpFilters() *filters.Registry {
+func httpFilters(opts *Options) *filters.Registry {
 	reg := filters.NewRegistry()
 	fault.Register(reg)
 	cors.Register(reg)
 	localratelimit.Register(reg, localratelimit.Options{})
 	jwtauthn.Register(reg, jwtauthn.Options{})
 	rbac.Register(reg, rbac.Options{})
+	istiostats.Register(reg, istiostats.Options{Logger: opts.Logger, Node: istiostats.Node{
+		ID: opts.NodeID(), Name: opts.PodName, Namespace: opts.Namespace, WorkloadName: opts.WorkloadName,
+		ServiceAccount: opts.ServiceAccount, ClusterID: opts.ClusterID, Labels: opts.Labels,
+	}})
 	return reg
 }

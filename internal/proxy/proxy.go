@@ -28,6 +28,7 @@ import (
 	"github.com/skein-mesh/skein/internal/proxy/listener"
 	"github.com/skein-mesh/skein/internal/proxy/secrets"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
+	"github.com/skein-mesh/skein/internal/proxy/tracing"
 	"github.com/skein-mesh/skein/internal/proxy/xdsclient"
 )
 
@@ -123,11 +124,13 @@ func Start(ctx context.Context, opts Options) (*Proxy, error) {
 		BindAddress:  opts.BindAddress,
 		Clusters:     clusters,
 		Routes:       p.dataplane,
-		HTTPFilters:  httpFilters(),
+		HTTPFilters:  httpFilters(&opts),
 		Stats:        p.stats,
 		Logger:       log,
 		DrainTimeout: opts.DrainTimeout,
 		Secrets:      p.secrets,
+		NodeID:       opts.NodeID(),
+		ServiceName:  tracing.ServiceName(opts.Labels, opts.WorkloadName, opts.Namespace),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)

@@ -37,6 +37,9 @@ type generator struct {
 	edsClusters []edsRef
 	routeNames  []string
 	warnings    []string
+	// collectors are telemetry collector clusters (name → host:port) that
+	// tracing config refers to; see addTraceCollectors.
+	collectors map[string]string
 }
 
 func (g *generator) warnf(format string, args ...any) {
@@ -60,6 +63,7 @@ func Generate(pc *model.PushContext, proxy *model.Proxy) *Resources {
 		res.Listeners, res.Routes = g.buildGateway()
 	}
 	res.Clusters = append(res.Clusters, wellKnownClusters(proxy)...)
+	g.addTraceCollectors(res)
 	for _, ref := range g.edsClusters {
 		res.Endpoints = append(res.Endpoints, g.loadAssignment(ref.cluster, ref.svc, ref.port, ref.subset))
 	}

@@ -61,6 +61,8 @@ type Server struct {
 	ads      serverv3.Server
 	generate Generator
 
+	observer Observer // set before serving; never nil
+
 	mu      sync.Mutex
 	push    *model.PushContext
 	proxies map[string]*proxyState // by node ID
@@ -75,6 +77,40 @@ type proxyState struct {
 	versions    map[string]string // type URL → version string in the snapshot
 	status      map[string]*TypeStatus
 	warnings    []string
+	// pending holds, per type URL whose content changed in a push, when the
+	// config change behind that push happened; cleared as each is sent.
+	pending      map[string]time.Time
+	pendingSince time.Time // the earliest change in pending
+}
+
+// Observer is told what the server does, for the control plane's metrics.
+// Calls may be made with the server's lock held: they must be quick and must
+// not call back into the server.
+type Observer interface {
+	// Sent: a response of typeURL went to a proxy.
+	Sent(typeURL string)
+	// Rejected: a proxy NACKed typeURL.
+	Rejected(typeURL string)
+	// Converged: a proxy was sent every type a push changed for it, d after
+	// the config change that caused the push.
+	Converged(d time.Duration)
+	// InternalError: the server could not build or install a proxy's config.
+	InternalError()
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Sent(string)             {}
+func (nopObserver) Rejected(string)         {}
+func (nopObserver) Converged(time.Duration) {}
+func (nopObserver) InternalError()          {}
+
+// SetObserver installs o; call it before serving.
+func (s *Server) SetObserver(o Observer) {
+	if o == nil {
+		o = nopObserver{}
+	}
+	s.observer = o
 }
 
 // TypeStatus is what one proxy was sent and answered for one resource type.
@@ -108,6 +144,7 @@ func New(log *slog.Logger, generate Generator) *Server {
 	s := &Server{
 		log:      log,
 		generate: generate,
+		observer: nopObserver{},
 		proxies:  map[string]*proxyState{},
 		streams:  map[int64]string{},
 	}
@@ -130,7 +167,11 @@ func (s *Server) Register(g *grpc.Server) {
 }
 
 // Push regenerates every connected proxy's config from pc.
-func (s *Server) Push(pc *model.PushContext) {
+func (s *Server) Push(pc *model.PushContext) { s.PushAt(pc, time.Now()) }
+
+// PushAt is Push for a push caused by a config change at changed (before
+// debouncing), from which proxy convergence time is measured.
+func (s *Server) PushAt(pc *model.PushContext, changed time.Time) {
 	s.mu.Lock()
 	s.push = pc
 	states := make([]*proxyState, 0, len(s.proxies))
@@ -139,14 +180,14 @@ func (s *Server) Push(pc *model.PushContext) {
 	}
 	s.mu.Unlock()
 	for _, ps := range states {
-		s.update(pc, ps)
+		s.update(pc, ps, changed)
 	}
 }
 
 // update builds and installs one proxy's snapshot. Each type keeps its
 // previous version when its content did not change, so proxies are only
 // sent what changed.
-func (s *Server) update(pc *model.PushContext, ps *proxyState) {
+func (s *Server) update(pc *model.PushContext, ps *proxyState, changed time.Time) {
 	res := s.generate(pc, ps.proxy)
 	byType := map[string][]types.Resource{
 		resourcev3.ClusterType:  toResources(res.Clusters),
@@ -156,11 +197,24 @@ func (s *Server) update(pc *model.PushContext, ps *proxyState) {
 	}
 	snap := &cachev3.Snapshot{}
 	s.mu.Lock()
+	// A type the proxy never subscribed to is never sent; forget such a
+	// change after a while so it does not hold back later measurements.
+	if len(ps.pending) > 0 && !changed.IsZero() && changed.Sub(ps.pendingSince) > time.Minute {
+		clear(ps.pending)
+	}
 	for typ, items := range byType {
 		h := hashResources(items)
 		if ps.hashes[typ] != h {
 			ps.hashes[typ] = h
 			ps.versions[typ] = fmt.Sprintf("%s-%s", pc.Version, h[:8])
+			if !changed.IsZero() {
+				if len(ps.pending) == 0 {
+					ps.pendingSince = changed
+				}
+				if _, waiting := ps.pending[typ]; !waiting {
+					ps.pending[typ] = changed
+				}
+			}
 		}
 		snap.Resources[cachev3.GetResponseType(typ)] = cachev3.NewResources(ps.versions[typ], items)
 	}
@@ -168,10 +222,12 @@ func (s *Server) update(pc *model.PushContext, ps *proxyState) {
 	s.mu.Unlock()
 	if err := snap.Consistent(); err != nil {
 		s.log.Error("refusing inconsistent snapshot", "proxy", ps.proxy.ID, "err", err)
+		s.observer.InternalError()
 		return
 	}
 	if err := s.cache.SetSnapshot(context.Background(), ps.proxy.ID, snap); err != nil {
 		s.log.Error("set snapshot", "proxy", ps.proxy.ID, "err", err)
+		s.observer.InternalError()
 	}
 }
 
@@ -211,13 +267,15 @@ func (s *Server) onStreamRequest(stream int64, req *discoveryv3.DiscoveryRequest
 		nodeID = proxy.ID
 		s.streams[stream] = nodeID
 		ps = &proxyState{proxy: proxy, stream: stream, connectedAt: time.Now(),
-			hashes: map[string]string{}, versions: map[string]string{}, status: map[string]*TypeStatus{}}
+			hashes: map[string]string{}, versions: map[string]string{}, status: map[string]*TypeStatus{},
+			pending: map[string]time.Time{}}
 		s.proxies[nodeID] = ps
 		pc := s.push
 		s.mu.Unlock()
 		s.log.Info("proxy connected", "proxy", nodeID)
 		if pc != nil {
-			s.update(pc, ps)
+			// A proxy's first config is not a convergence: no change time.
+			s.update(pc, ps, time.Time{})
 		}
 		s.mu.Lock()
 	}
@@ -230,6 +288,7 @@ func (s *Server) onStreamRequest(stream int64, req *discoveryv3.DiscoveryRequest
 			}
 			st.NackError = req.GetErrorDetail().GetMessage()
 			st.AckedNonce = req.GetResponseNonce()
+			s.observer.Rejected(req.GetTypeUrl())
 		} else if req.GetResponseNonce() == st.SentNonce {
 			st.NackError = ""
 			st.AckedNonce = req.GetResponseNonce()
@@ -259,6 +318,15 @@ func (s *Server) onStreamResponse(_ context.Context, stream int64, _ *discoveryv
 	}
 	st := ps.statusFor(resp.GetTypeUrl())
 	st.SentVersion, st.SentNonce, st.SentAt = resp.GetVersionInfo(), resp.GetNonce(), time.Now()
+	s.observer.Sent(resp.GetTypeUrl())
+	// Only the response carrying the version the push installed counts: an
+	// older version may still be in flight.
+	if _, ok := ps.pending[resp.GetTypeUrl()]; ok && resp.GetVersionInfo() == ps.versions[resp.GetTypeUrl()] {
+		delete(ps.pending, resp.GetTypeUrl())
+		if len(ps.pending) == 0 {
+			s.observer.Converged(st.SentAt.Sub(ps.pendingSince))
+		}
+	}
 }
 
 func (s *Server) onStreamClosed(stream int64, _ *corev3.Node) {
@@ -306,6 +374,17 @@ func (s *Server) Status() []ProxyStatus {
 		out = append(out, st)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Proxies lists the connected proxies, in no particular order.
+func (s *Server) Proxies() []*model.Proxy {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*model.Proxy, 0, len(s.proxies))
+	for _, ps := range s.proxies {
+		out = append(out, ps.proxy)
+	}
 	return out
 }
 

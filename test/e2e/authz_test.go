@@ -19,7 +19,7 @@ import (
 // and RequestAuthentication + a request-principal requirement.
 func TestAuthorization(t *testing.T) {
 	// Its own ingress address, so it can run beside the other e2e tests.
-	m := startMeshAt(t, "127.0.9.23", "samples/bookinfo")
+	m := startMesh(t, "samples/bookinfo")
 	expect := func(what, path string, headers map[string]string, status int, body string) {
 		t.Helper()
 		eventually(t, 20*time.Second, what, func() error {

@@ -29,7 +29,8 @@ func startMesh(t *testing.T, files ...string) *mesh {
 	grpcAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
 	ingressIP := freeIngressIP(t)
 	m.ingress = "http://" + ingressIP + ":8080"
-	args := []string{"up", "--data-dir", m.dataDir, "--http-addr", m.server, "--grpc-addr", grpcAddr, "--ingress-address", ingressIP}
+	// Tests run their own dashboards; the shared default port stays free.
+	args := []string{"up", "--data-dir", m.dataDir, "--http-addr", m.server, "--grpc-addr", grpcAddr, "--ingress-address", ingressIP, "--dashboard-addr", ""}
 	for _, f := range files {
 		args = append(args, "-f", f)
 	}

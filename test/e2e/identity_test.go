@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"fmt"
-	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
@@ -16,7 +14,7 @@ import (
 // succeeding.
 func TestWorkloadIdentity(t *testing.T) {
 	t.Setenv("SECRET_TTL", "4s")
-	m := startMeshAt(t, "127.0.9.23", "samples/bookinfo")
+	m := startMesh(t, "samples/bookinfo")
 
 	pods := m.skein(t, "get", "pods", "-n", "bookinfo", "-o", "wide")
 	var pod, podIP string
@@ -104,30 +102,4 @@ func TestWorkloadIdentity(t *testing.T) {
 			t.Errorf("route table:\n%s", out)
 		}
 	})
-}
-
-// startMeshAt is startMesh with the ingress gateway on ingressIP, so this
-// test can run beside others that hold 127.0.9.1:8080.
-func startMeshAt(t *testing.T, ingressIP string, files ...string) *mesh {
-	t.Helper()
-	m := &mesh{dataDir: t.TempDir()}
-	m.server = fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
-	grpcAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
-	m.ingress = "http://" + ingressIP + ":8080"
-	args := []string{"up", "--data-dir", m.dataDir, "--http-addr", m.server, "--grpc-addr", grpcAddr, "--ingress-address", ingressIP}
-	for _, f := range files {
-		args = append(args, "-f", f)
-	}
-	m.up = start(t, "skein-up", args...)
-	eventually(t, 90*time.Second, "the product page through the ingress gateway", func() error {
-		code, body, err := get(m.ingress+"/productpage", nil)
-		if err != nil {
-			return err
-		}
-		if code != http.StatusOK || !strings.Contains(body, "Book Details") || strings.Contains(body, "-error") {
-			return fmt.Errorf("status %d: %.200s", code, body)
-		}
-		return nil
-	})
-	return m
 }

@@ -71,7 +71,7 @@ func plaintextGet(addr, path string) (string, error) {
 // mesh is refused, PERMISSIVE admits it again, and moving PERMISSIVE →
 // STRICT under load loses no request.
 func TestMutualTLS(t *testing.T) {
-	m := startMeshAt(t, "127.0.9.33", "samples/bookinfo")
+	m := startMesh(t, "samples/bookinfo")
 	pp := net.JoinHostPort(podIP(t, m, "productpage"), "9080")
 
 	// Default (no policy) is PERMISSIVE: plaintext from outside works.

@@ -22,7 +22,11 @@ func (a *admin) prometheus(w http.ResponseWriter, r *http.Request) {
 	}
 	families := map[string][]sample{}
 	kinds := map[string]stats.Kind{}
+	matcher := a.opts.Stats.Matcher()
 	for _, s := range a.opts.Stats.Snapshot() {
+		if !matcher.Match(s.Name) {
+			continue
+		}
 		name, labels := promName(s.Name)
 		families[name] = append(families[name], sample{labels, s.Value})
 		kinds[name] = s.Kind
@@ -43,6 +47,69 @@ func (a *admin) prometheus(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, n+s.labels+" "+strconv.FormatInt(s.value, 10)+"\n")
 		}
 	}
+	prev := ""
+	for _, f := range a.opts.Stats.Families() {
+		if writeFamily(w, f, f.Name != prev) {
+			prev = f.Name
+		}
+	}
+	writeContainerCPU(w)
+}
+
+// writeFamily renders a labelled family (Istio's istio_* metrics) as Envoy
+// does: counters as name{labels} v, histograms as _bucket{...,le=""},
+// _sum and _count.
+func writeFamily(w io.Writer, f *stats.Family, header bool) bool {
+	series := f.Series()
+	if len(series) == 0 {
+		return false
+	}
+	kind := "counter"
+	if f.Kind == stats.KindHistogram {
+		kind = "histogram"
+	}
+	var b strings.Builder
+	if header {
+		fmt.Fprintf(&b, "# TYPE %s %s\n", f.Name, kind)
+	}
+	for _, s := range series {
+		var lb strings.Builder
+		for i, l := range f.Labels {
+			if i > 0 {
+				lb.WriteByte(',')
+			}
+			lb.WriteString(l)
+			lb.WriteString(`="`)
+			lb.WriteString(escapeLabel(s.Values[i]))
+			lb.WriteByte('"')
+		}
+		labels := lb.String()
+		if f.Kind != stats.KindHistogram {
+			b.WriteString(f.Name + "{" + labels + "} " + strconv.FormatUint(s.Counter.Value(), 10) + "\n")
+			continue
+		}
+		v := s.Histogram.Value()
+		sep := ","
+		if labels == "" {
+			sep = ""
+		}
+		for i, bound := range v.Bounds {
+			b.WriteString(f.Name + "_bucket{" + labels + sep + `le="` + strconv.FormatFloat(bound, 'g', -1, 64) + `"} ` + strconv.FormatUint(v.Cumulative[i], 10) + "\n")
+		}
+		b.WriteString(f.Name + "_bucket{" + labels + sep + `le="+Inf"} ` + strconv.FormatUint(v.Count, 10) + "\n")
+		b.WriteString(f.Name + "_sum{" + labels + "} " + strconv.FormatFloat(v.Sum, 'g', -1, 64) + "\n")
+		b.WriteString(f.Name + "_count{" + labels + "} " + strconv.FormatUint(v.Count, 10) + "\n")
+	}
+	io.WriteString(w, b.String())
+	return true
+}
+
+// escapeLabel escapes a label value for the text format.
+func escapeLabel(v string) string {
+	if !strings.ContainsAny(v, "\\\"\n") {
+		return v
+	}
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(v)
 }
 
 // tagged families: stat prefix → label holding the middle part. The last

@@ -1,6 +1,7 @@
 package listener
 
 import (
+	"context"
 	"fmt"
 	"github.com/skein-mesh/skein/internal/proxy/filters"
 	"net"
@@ -14,9 +15,11 @@ import (
 	routerfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
+	"github.com/skein-mesh/skein/internal/proxy/accesslog"
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 	"github.com/skein-mesh/skein/internal/proxy/router"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
+	"github.com/skein-mesh/skein/internal/proxy/tracing"
 )
 
 // RouterFilterName is the terminal HTTP filter: routing and forwarding.
@@ -29,7 +32,8 @@ var (
 		"xff_num_trusted_hops", "generate_request_id", "preserve_external_request_id",
 		"upgrade_configs", "normalize_path", "merge_slashes",
 		"forward_client_cert_details", "set_current_client_cert_details",
-		"http2_protocol_options", "path_with_escaped_slashes_action", "stream_idle_timeout")
+		"http2_protocol_options", "path_with_escaped_slashes_action", "stream_idle_timeout",
+		"tracing", "access_log")
 	rdsFields         = protocheck.Fields(&hcmv3.Rds{}, "config_source", "route_config_name")
 	httpFilterFields  = protocheck.Fields(&hcmv3.HttpFilter{}, "name", "typed_config")
 	routerFilterField = protocheck.Fields(&routerfilterv3.Router{}, "suppress_envoy_headers", "start_child_span")
@@ -66,6 +70,8 @@ type connectionManager struct {
 	// implement filters.Observer, then those built from the connection
 	// manager's own config (access logs, tracing).
 	observers []filters.Observer
+	// tracer starts a span per request before forwarding (nil: no tracing).
+	tracer *tracing.Tracer
 	// inbound marks a sidecar inbound connection manager (stat prefix
 	// "inbound_..."), whose requests are reported by the destination.
 	inbound bool
@@ -154,6 +160,9 @@ func newHCM(cfg *hcmv3.HttpConnectionManager, d *deps) (*connectionManager, erro
 		if o, ok := f.(filters.Observer); ok {
 			h.observers = append(h.observers, o)
 		}
+	}
+	if err := h.telemetry(cfg); err != nil {
+		return nil, err
 	}
 	h.inbound = strings.HasPrefix(h.statPrefix, "inbound_")
 	h.initStats()
@@ -276,6 +285,9 @@ func (h *connectionManager) serve(w http.ResponseWriter, r *http.Request, target
 	if len(h.chain) > 0 || len(h.observers) > 0 {
 		ex.filterReq = &filters.Request{HTTP: r, Conn: connInfo(r), Route: d}
 	}
+	if h.tracer != nil {
+		h.tracer.Start(ex.filterReq) // rewrites the trace headers sent upstream
+	}
 	if len(h.chain) > 0 {
 		if reply := h.chain.OnRequest(ex.filterReq); reply != nil {
 			ex.decision = d
@@ -372,4 +384,47 @@ func connInfo(r *http.Request) *filters.Conn {
 		}
 	}
 	return c
+}
+
+// telemetry compiles the connection manager's access_log and tracing into
+// observers of completed requests.
+func (h *connectionManager) telemetry(cfg *hcmv3.HttpConnectionManager) error {
+	if len(cfg.GetAccessLog()) > 0 {
+		logs, err := accesslog.New(cfg.GetAccessLog())
+		if err != nil {
+			return err
+		}
+		h.observers = append(h.observers, logs)
+	}
+	if cfg.GetTracing() == nil {
+		return nil
+	}
+	// Client spans for a sidecar's outbound traffic; a gateway (node type
+	// "router") is the edge where traces start, so its spans are server
+	// spans even though its listeners are OUTBOUND.
+	kind := tracing.Server
+	if h.deps.outbound && !strings.HasPrefix(h.deps.nodeID, "router~") {
+		kind = tracing.Client
+	}
+	d := h.deps
+	t, err := tracing.New(cfg.GetTracing(), tracing.Options{
+		Kind: kind, Upstream: d.outbound, NodeID: d.nodeID, ServiceName: d.serviceName, LocalIP: d.podIP, Stats: d.stats,
+		Resolve: func(name string) (string, error) {
+			c, ok := d.clusters.Get(name)
+			if !ok {
+				return "", fmt.Errorf("cluster %q not found", name)
+			}
+			ep, err := c.Pick(context.Background(), "")
+			if err != nil {
+				return "", err
+			}
+			return ep.Address, nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+	h.tracer = t
+	h.observers = append(h.observers, t)
+	return nil
 }

@@ -50,6 +50,10 @@ type deps struct {
 	log         *slog.Logger
 	// certs is the workload identity for SDS "default"/"ROOTCA" (nil: none).
 	certs tlsconfig.CertSource
+	// nodeID, serviceName and podIP identify the proxy in trace spans.
+	nodeID, serviceName, podIP string
+	// outbound is set for a listener with traffic_direction OUTBOUND.
+	outbound bool
 }
 
 // Network filter names; a filter is recognised by its typed_config type.
@@ -114,6 +118,12 @@ type filterChain struct {
 func compileListener(pl *listenerv3.Listener, d *deps) (*Listener, error) {
 	if err := listenerFields.Check(pl); err != nil {
 		return nil, err
+	}
+	if pl.GetTrafficDirection() == corev3.TrafficDirection_OUTBOUND {
+		// Connection managers of outbound listeners make client spans.
+		outbound := *d
+		outbound.outbound = true
+		d = &outbound
 	}
 	sa := pl.GetAddress().GetSocketAddress()
 	if sa == nil {

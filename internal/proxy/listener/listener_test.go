@@ -141,8 +141,8 @@ func TestUpdateRejectsWhatIsNotImplemented(t *testing.T) {
 		{"no router filter", []*listenerv3.Listener{withHCM(func(h *hcmv3.HttpConnectionManager) { h.HttpFilters = nil })},
 			"http_filters must end with envoy.filters.http.router"},
 		{"unimplemented hcm field", []*listenerv3.Listener{withHCM(func(h *hcmv3.HttpConnectionManager) {
-			h.Tracing = &hcmv3.HttpConnectionManager_Tracing{}
-		})}, "field tracing is not supported yet"},
+			h.Tracing = &hcmv3.HttpConnectionManager_Tracing{Verbose: true}
+		})}, "tracing: field verbose is not supported yet"},
 		{"bad inline route", []*listenerv3.Listener{withHCM(func(h *hcmv3.HttpConnectionManager) {
 			h.GetRouteConfig().VirtualHosts[0].Routes[0].GetRoute().RequestMirrorPolicies = []*routev3.RouteAction_RequestMirrorPolicy{{ClusterHeader: "x-mirror"}}
 		})}, "request_mirror_policies[0]: field cluster_header is not supported yet"},

@@ -41,6 +41,9 @@ type Options struct {
 	// Secrets holds the workload certificate and trust bundle for mTLS
 	// (nil: no identity, plaintext only).
 	Secrets *secrets.Manager
+	// NodeID and ServiceName identify the proxy in trace spans (node_id
+	// tag, local service name).
+	NodeID, ServiceName string
 }
 
 // Manager owns the bound sockets and the compiled listeners.
@@ -110,6 +113,7 @@ func NewManager(opts Options) (*Manager, error) {
 	if opts.Secrets != nil { // a nil *secrets.Manager must stay a nil interface
 		m.deps.certs = opts.Secrets
 	}
+	m.deps.nodeID, m.deps.serviceName, m.deps.podIP = opts.NodeID, opts.ServiceName, opts.PodIP
 	m.state.Store(&state{listeners: map[string]*Listener{}, byAddr: map[string]*Listener{}, byPort: map[uint32]*Listener{}, bindings: map[string]*socketHandler{}})
 	return m, nil
 }

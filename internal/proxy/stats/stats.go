@@ -61,6 +61,8 @@ type Stat struct {
 type Store struct {
 	counters sync.Map // name → *Counter
 	gauges   sync.Map // name → *Gauge
+	families sync.Map // name → *Family (labelled metrics, family.go)
+	matcher  atomic.Pointer[Matcher]
 }
 
 // NewStore returns an empty registry.
