@@ -532,6 +532,10 @@ func (v *validator) authorizationPolicy(ap *security.AuthorizationPolicy) {
 	switch {
 	case custom && ap.GetProvider().GetName() == "":
 		v.errorf("spec.provider", "action CUSTOM needs a provider")
+	case custom:
+		// Refused rather than stored unenforced: a CUSTOM policy that
+		// silently did nothing would fail open.
+		v.errorf("spec.action", "action CUSTOM is not supported: Skein has no external authorization (ext_authz) provider %q", ap.GetProvider().GetName())
 	case !custom && ap.GetProvider() != nil:
 		v.errorf("spec.provider", "a provider is allowed only with action CUSTOM")
 	}

@@ -73,6 +73,7 @@ func TestValidate(t *testing.T) {
 
 		// Security
 		{"custom authz without provider", istioDoc("AuthorizationPolicy", "  action: CUSTOM\n"), "spec.provider: action CUSTOM needs a provider"},
+		{"custom authz is not supported", istioDoc("AuthorizationPolicy", "  action: CUSTOM\n  provider: {name: opa}\n"), `spec.action: action CUSTOM is not supported: Skein has no external authorization (ext_authz) provider "opa"`},
 		{"port-level mtls needs selector", istioDoc("PeerAuthentication", "  portLevelMtls:\n    8080: {mode: DISABLE}\n"), "spec.portLevelMtls: portLevelMtls needs a selector"},
 
 		// Kubernetes

@@ -199,12 +199,6 @@ kind: AuthorizationPolicy
 metadata: {name: other, namespace: default}
 spec: {}
 `, authzReq{}, true},
-		{"custom ignored", `
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: ext, namespace: bookinfo}
-spec: {action: CUSTOM, provider: {name: x}, rules: [{}]}
-`, authzReq{}, true},
 	}
 	// Every field, as an ALLOW rule: match and its not* counterpart.
 	field := func(rule string) string {
