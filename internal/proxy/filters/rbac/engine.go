@@ -48,8 +48,8 @@ type Engine struct {
 
 type policy struct {
 	name        string
-	permissions []permission
-	principals  []principal
+	permissions []rule
+	principals  []rule
 }
 
 // Compile builds an engine; every field it cannot enforce is an error.
@@ -84,19 +84,12 @@ func Compile(r *rbacv3.RBAC) (*Engine, error) {
 			return nil, fmt.Errorf("policy %q: permissions and principals are required", n)
 		}
 		p := policy{name: n}
-		for i, pm := range pp.GetPermissions() {
-			c, err := compilePermission(pm)
-			if err != nil {
-				return nil, fmt.Errorf("policy %q: permissions[%d]: %v", n, i, err)
-			}
-			p.permissions = append(p.permissions, c)
+		var err error
+		if p.permissions, err = compileRules(pp.GetPermissions(), "permissions", "rules", compilePermission); err != nil {
+			return nil, fmt.Errorf("policy %q: %v", n, err)
 		}
-		for i, pr := range pp.GetPrincipals() {
-			c, err := compilePrincipal(pr)
-			if err != nil {
-				return nil, fmt.Errorf("policy %q: principals[%d]: %v", n, i, err)
-			}
-			p.principals = append(p.principals, c)
+		if p.principals, err = compileRules(pp.GetPrincipals(), "principals", "ids", compilePrincipal); err != nil {
+			return nil, fmt.Errorf("policy %q: %v", n, err)
 		}
 		e.policies = append(e.policies, p)
 	}
@@ -107,7 +100,7 @@ func Compile(r *rbacv3.RBAC) (*Engine, error) {
 func (e *Engine) Match(req *filters.Request) (string, bool) {
 	for i := range e.policies {
 		p := &e.policies[i]
-		if anyPermission(p.permissions, req) && anyPrincipal(p.principals, req) {
+		if anyRule(p.permissions, req) && anyRule(p.principals, req) {
 			return p.name, true
 		}
 	}
@@ -127,18 +120,9 @@ func (e *Engine) Allowed(req *filters.Request) (bool, string) {
 	return true, name
 }
 
-func anyPermission(ps []permission, req *filters.Request) bool {
-	for i := range ps {
-		if ps[i].match(req) {
-			return true
-		}
-	}
-	return false
-}
-
-func anyPrincipal(ps []principal, req *filters.Request) bool {
-	for i := range ps {
-		if ps[i].match(req) {
+func anyRule(rs []rule, req *filters.Request) bool {
+	for i := range rs {
+		if rs[i].match(req) {
 			return true
 		}
 	}
@@ -165,26 +149,28 @@ const (
 	ruleRemoteIP
 )
 
-// permission is one compiled Permission node; a tagged struct rather than
-// an interface so evaluation is a switch with no allocation.
-type permission struct {
+// rule is one compiled Permission or Principal node (their trees share
+// and/or/not and several leaves); a tagged struct rather than an interface
+// so evaluation is a switch with no allocation.
+type rule struct {
 	kind     ruleKind
-	children []permission
+	children []rule
 	header   headerMatcher
 	str      stringMatcher
+	anyName  bool // authenticated without principal_name
 	cidr     cidr
 	lo, hi   uint32
 	metadata metadataMatcher
 }
 
-func compilePermission(p *rbacv3.Permission) (permission, error) {
+func compilePermission(p *rbacv3.Permission) (rule, error) {
 	if p == nil {
-		return permission{}, fmt.Errorf("permission is empty")
+		return rule{}, fmt.Errorf("permission is empty")
 	}
 	if err := permissionField.Check(p); err != nil {
-		return permission{}, err
+		return rule{}, err
 	}
-	var out permission
+	var out rule
 	var err error
 	switch r := p.GetRule().(type) {
 	case *rbacv3.Permission_Any:
@@ -194,15 +180,15 @@ func compilePermission(p *rbacv3.Permission) (permission, error) {
 		out.kind = ruleAny
 	case *rbacv3.Permission_AndRules:
 		out.kind = ruleAnd
-		out.children, err = compilePermissions(r.AndRules.GetRules(), "and_rules")
+		out.children, err = compileRules(r.AndRules.GetRules(), "and_rules", "rules", compilePermission)
 	case *rbacv3.Permission_OrRules:
 		out.kind = ruleOr
-		out.children, err = compilePermissions(r.OrRules.GetRules(), "or_rules")
+		out.children, err = compileRules(r.OrRules.GetRules(), "or_rules", "rules", compilePermission)
 	case *rbacv3.Permission_NotRule:
 		out.kind = ruleNot
-		var c permission
+		var c rule
 		c, err = compilePermission(r.NotRule)
-		out.children = []permission{c}
+		out.children = []rule{c}
 		if err != nil {
 			err = fmt.Errorf("not_rule: %v", err)
 		}
@@ -232,13 +218,14 @@ func compilePermission(p *rbacv3.Permission) (permission, error) {
 	return out, err
 }
 
-func compilePermissions(ps []*rbacv3.Permission, field string) ([]permission, error) {
-	if len(ps) == 0 {
-		return nil, fmt.Errorf("%s: rules are required", field)
+// compileRules compiles a list of Permissions or Principals.
+func compileRules[T any](items []*T, field, what string, compile func(*T) (rule, error)) ([]rule, error) {
+	if len(items) == 0 {
+		return nil, fmt.Errorf("%s: %s are required", field, what)
 	}
-	out := make([]permission, 0, len(ps))
-	for i, p := range ps {
-		c, err := compilePermission(p)
+	out := make([]rule, 0, len(items))
+	for i, it := range items {
+		c, err := compile(it)
 		if err != nil {
 			return nil, fmt.Errorf("%s[%d]: %v", field, i, err)
 		}
@@ -247,7 +234,7 @@ func compilePermissions(ps []*rbacv3.Permission, field string) ([]permission, er
 	return out, nil
 }
 
-func (p *permission) match(req *filters.Request) bool {
+func (p *rule) match(req *filters.Request) bool {
 	switch p.kind {
 	case ruleAny:
 		return true
@@ -259,7 +246,7 @@ func (p *permission) match(req *filters.Request) bool {
 		}
 		return true
 	case ruleOr:
-		return anyPermission(p.children, req)
+		return anyRule(p.children, req)
 	case ruleNot:
 		return !p.children[0].match(req)
 	case ruleHeader:
@@ -276,6 +263,25 @@ func (p *permission) match(req *filters.Request) bool {
 		}
 		port := uint32(req.Conn.Destination.Port())
 		return port >= p.lo && port < p.hi
+	case ruleAuthenticated:
+		// Envoy matches principal_name against the peer certificate's URI
+		// SAN, which for a SPIFFE identity carries the scheme.
+		if req.Conn == nil || req.Conn.PeerPrincipal == "" {
+			return false
+		}
+		if p.anyName {
+			return true
+		}
+		if p.str.kind == strExact && !p.str.fold {
+			// Compare without building "spiffe://"+principal.
+			rest, ok := strings.CutPrefix(p.str.pattern, "spiffe://")
+			return ok && rest == req.Conn.PeerPrincipal
+		}
+		return p.str.match("spiffe://" + req.Conn.PeerPrincipal)
+	case ruleDirectRemoteIP:
+		return req.Conn != nil && p.cidr.contains(req.Conn.Source.Addr())
+	case ruleRemoteIP:
+		return p.cidr.contains(remoteIP(req))
 	case ruleMetadata:
 		return p.metadata.match(req.Metadata)
 	case ruleSNI:
@@ -284,25 +290,14 @@ func (p *permission) match(req *filters.Request) bool {
 	return false
 }
 
-// principal is one compiled Principal node.
-type principal struct {
-	kind     ruleKind
-	children []principal
-	header   headerMatcher
-	str      stringMatcher
-	anyName  bool // authenticated without principal_name
-	cidr     cidr
-	metadata metadataMatcher
-}
-
-func compilePrincipal(p *rbacv3.Principal) (principal, error) {
+func compilePrincipal(p *rbacv3.Principal) (rule, error) {
 	if p == nil {
-		return principal{}, fmt.Errorf("principal is empty")
+		return rule{}, fmt.Errorf("principal is empty")
 	}
 	if err := principalFields.Check(p); err != nil {
-		return principal{}, err
+		return rule{}, err
 	}
-	var out principal
+	var out rule
 	var err error
 	switch id := p.GetIdentifier().(type) {
 	case *rbacv3.Principal_Any:
@@ -312,15 +307,15 @@ func compilePrincipal(p *rbacv3.Principal) (principal, error) {
 		out.kind = ruleAny
 	case *rbacv3.Principal_AndIds:
 		out.kind = ruleAnd
-		out.children, err = compilePrincipals(id.AndIds.GetIds(), "and_ids")
+		out.children, err = compileRules(id.AndIds.GetIds(), "and_ids", "ids", compilePrincipal)
 	case *rbacv3.Principal_OrIds:
 		out.kind = ruleOr
-		out.children, err = compilePrincipals(id.OrIds.GetIds(), "or_ids")
+		out.children, err = compileRules(id.OrIds.GetIds(), "or_ids", "ids", compilePrincipal)
 	case *rbacv3.Principal_NotId:
 		out.kind = ruleNot
-		var c principal
+		var c rule
 		c, err = compilePrincipal(id.NotId)
-		out.children = []principal{c}
+		out.children = []rule{c}
 		if err != nil {
 			err = fmt.Errorf("not_id: %v", err)
 		}
@@ -357,65 +352,6 @@ func compilePrincipal(p *rbacv3.Principal) (principal, error) {
 		return out, fmt.Errorf("principal identifier is required")
 	}
 	return out, err
-}
-
-func compilePrincipals(ps []*rbacv3.Principal, field string) ([]principal, error) {
-	if len(ps) == 0 {
-		return nil, fmt.Errorf("%s: ids are required", field)
-	}
-	out := make([]principal, 0, len(ps))
-	for i, p := range ps {
-		c, err := compilePrincipal(p)
-		if err != nil {
-			return nil, fmt.Errorf("%s[%d]: %v", field, i, err)
-		}
-		out = append(out, c)
-	}
-	return out, nil
-}
-
-func (p *principal) match(req *filters.Request) bool {
-	switch p.kind {
-	case ruleAny:
-		return true
-	case ruleAnd:
-		for i := range p.children {
-			if !p.children[i].match(req) {
-				return false
-			}
-		}
-		return true
-	case ruleOr:
-		return anyPrincipal(p.children, req)
-	case ruleNot:
-		return !p.children[0].match(req)
-	case ruleAuthenticated:
-		// Envoy matches principal_name against the peer certificate's URI
-		// SAN, which for a SPIFFE identity carries the scheme.
-		if req.Conn == nil || req.Conn.PeerPrincipal == "" {
-			return false
-		}
-		if p.anyName {
-			return true
-		}
-		if p.str.kind == strExact && !p.str.fold {
-			// Compare without building "spiffe://"+principal.
-			rest, ok := strings.CutPrefix(p.str.pattern, "spiffe://")
-			return ok && rest == req.Conn.PeerPrincipal
-		}
-		return p.str.match("spiffe://" + req.Conn.PeerPrincipal)
-	case ruleDirectRemoteIP:
-		return req.Conn != nil && p.cidr.contains(req.Conn.Source.Addr())
-	case ruleRemoteIP:
-		return p.cidr.contains(remoteIP(req))
-	case ruleHeader:
-		return p.header.match(req.HTTP)
-	case rulePath:
-		return req.HTTP != nil && p.str.match(requestPath(req.HTTP))
-	case ruleMetadata:
-		return p.metadata.match(req.Metadata)
-	}
-	return false
 }
 
 // remoteIP is Envoy's downstream remote address for an HCM that does not
