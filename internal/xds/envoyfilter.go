@@ -11,6 +11,7 @@ package xds
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -239,7 +240,12 @@ func structToProto(s *structpb.Struct, msg proto.Message) error {
 	if err != nil {
 		return err
 	}
-	return protojson.Unmarshal(b, msg)
+	if err := protojson.Unmarshal(b, msg); err != nil {
+		// protobuf-go varies its error text on purpose (a non-breaking
+		// space after "proto:" at random); users get one stable message.
+		return errors.New(strings.ReplaceAll(err.Error(), "\u00a0", " "))
+	}
+	return nil
 }
 
 // proxyMatches checks match.proxy: the proxy version regex and metadata.
