@@ -26,25 +26,47 @@ var builtinGatewayKeys = []config.Key{
 	{Kind: "ServiceAccount", Namespace: systemNamespace, Name: ingressServiceAccount},
 }
 
+// The egress gateway, as in Istio's demo profile: outbound traffic that a
+// VirtualService sends to it leaves the mesh from its pod IP.
+const (
+	egressName           = "istio-egressgateway"
+	egressServiceAccount = "istio-egressgateway-service-account"
+)
+
+// builtinEgressKeys are the egress gateway objects systemManifests adds.
+var builtinEgressKeys = []config.Key{
+	{Kind: "Deployment", Namespace: systemNamespace, Name: egressName},
+	{Kind: "Service", Namespace: systemNamespace, Name: egressName},
+	{Kind: "ServiceAccount", Namespace: systemNamespace, Name: egressServiceAccount},
+}
+
 // systemManifests returns istio-system's Namespace and, unless noGateway,
-// the ingress gateway's ServiceAccount, Service and Deployment. The
-// Deployment is a gateway-injected pod (Istio's "gateway" template): its
-// istio-proxy container is replaced by `skein proxy router`.
+// the egress and ingress gateways' ServiceAccount, Service and Deployment
+// (the ingress gateway's Deployment last). The Deployments are
+// gateway-injected pods (Istio's "gateway" template): their istio-proxy
+// container is replaced by `skein proxy router`.
 func systemManifests(noGateway bool) []*config.Object {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: systemNamespace}}
 	objs := []*config.Object{kubeObject("", "Namespace", ns)}
 	if noGateway {
 		return objs
 	}
-	labels := map[string]string{"app": ingressName, "istio": "ingressgateway"}
-	builtin := map[string]string{annotationBuiltin: "true"}
-	meta := metav1.ObjectMeta{Name: ingressName, Namespace: systemNamespace, Labels: labels, Annotations: builtin}
+	objs = append(objs, gatewayManifests(egressName, egressServiceAccount, "egressgateway", corev1.ServiceTypeClusterIP)...)
+	return append(objs, gatewayManifests(ingressName, ingressServiceAccount, "ingressgateway", corev1.ServiceTypeLoadBalancer)...)
+}
 
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: ingressServiceAccount, Namespace: systemNamespace, Labels: labels, Annotations: builtin}}
+// gatewayManifests returns one gateway's ServiceAccount, Service (Istio's
+// ports: 80 → 8080, 443 → 8443) and Deployment, labelled istio: <istio>.
+func gatewayManifests(name, serviceAccount, istio string, svcType corev1.ServiceType) []*config.Object {
+	labels := map[string]string{"app": name, "istio": istio}
+	builtin := map[string]string{annotationBuiltin: "true"}
+	meta := metav1.ObjectMeta{Name: name, Namespace: systemNamespace, Labels: labels, Annotations: builtin}
+
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: serviceAccount, Namespace: systemNamespace, Labels: labels, Annotations: builtin}}
 	svc := &corev1.Service{
 		ObjectMeta: meta,
 		Spec: corev1.ServiceSpec{
-			Type:     corev1.ServiceTypeLoadBalancer,
+			Type:     svcType,
 			Selector: labels,
 			Ports: []corev1.ServicePort{
 				{Name: "http2", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP},
@@ -52,7 +74,7 @@ func systemManifests(noGateway bool) []*config.Object {
 			},
 		},
 	}
-	podLabels := map[string]string{"app": ingressName, "istio": "ingressgateway", keySidecarInject: "true"}
+	podLabels := map[string]string{"app": name, "istio": istio, keySidecarInject: "true"}
 	one := int32(1)
 	dep := &appsv1.Deployment{
 		ObjectMeta: meta,
@@ -65,16 +87,16 @@ func systemManifests(noGateway bool) []*config.Object {
 					Annotations: map[string]string{annotationTemplates: gatewayTemplate},
 				},
 				Spec: corev1.PodSpec{
-					ServiceAccountName: ingressServiceAccount,
+					ServiceAccountName: serviceAccount,
 					Containers:         []corev1.Container{{Name: proxyContainerName, Image: "auto"}},
 				},
 			},
 		},
 	}
-	return append(objs,
+	return []*config.Object{
 		kubeObject("", "ServiceAccount", sa),
 		kubeObject("", "Service", svc),
-		kubeObject("apps", "Deployment", dep))
+		kubeObject("apps", "Deployment", dep)}
 }
 
 // kubeObject wraps a k8s.io/api object as a config.Object.

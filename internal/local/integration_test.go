@@ -217,8 +217,8 @@ func TestSkeinUpBinary(t *testing.T) {
 	httpAddr, grpcAddr := freeAddr(t), freeAddr(t)
 	up := startUp(t, "-f", writeManifest(t), "--data-dir", dataDir,
 		"--http-addr", httpAddr, "--grpc-addr", grpcAddr, "--ingress-address", "127.0.8.1")
-	last := up.waitLine(t, "Mesh is up: 2 pods ready.")
-	for _, want := range []string{"namespace/itest created", "deployment.apps/details-v1 created", "deployment.apps/istio-ingressgateway created"} {
+	last := up.waitLine(t, "Mesh is up: 3 pods ready.") // details, ingress and egress gateways
+	for _, want := range []string{"namespace/itest created", "deployment.apps/details-v1 created", "deployment.apps/istio-ingressgateway created", "deployment.apps/istio-egressgateway created"} {
 		if !slices.Contains(up.out, want) {
 			t.Errorf("output lacks %q:\n%s", want, strings.Join(up.out, "\n"))
 		}

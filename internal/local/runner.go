@@ -211,7 +211,7 @@ func Start(ctx context.Context, opts Options) (*Runner, error) {
 // installed (the store is durable), so --no-gateway means no gateway runs.
 func (r *Runner) removeBuiltinGateway(ctx context.Context) error {
 	var keys []config.Key
-	for _, k := range builtinGatewayKeys {
+	for _, k := range append(builtinGatewayKeys, builtinEgressKeys...) {
 		o, err := r.api.Get(ctx, k)
 		if apiclient.IsNotFound(err) {
 			continue

@@ -202,9 +202,16 @@ func podReady(pod *corev1.Pod) bool {
 	return false
 }
 
-// hasSidecar reports whether the pod runs a mesh proxy: an istio-proxy
-// container or Istio's injection status annotation.
+// hasSidecar reports whether the pod runs a mesh proxy that takes mTLS
+// (auto mTLS sends it Istio certificates): an istio-proxy container or
+// Istio's injection status annotation. Gateway pods (the "gateway"
+// injection template) serve their Gateway servers' own protocol, and like
+// Istio's gateways carry no tlsMode, so clients talk to them in plaintext;
+// the security.istio.io/tlsMode label says so explicitly.
 func hasSidecar(pod *corev1.Pod) bool {
+	if pod.Labels["security.istio.io/tlsMode"] == "disabled" || pod.Annotations["inject.istio.io/templates"] == "gateway" {
+		return false
+	}
 	if _, ok := pod.Annotations["sidecar.istio.io/status"]; ok {
 		return true
 	}

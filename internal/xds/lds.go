@@ -56,7 +56,7 @@ func (g *generator) buildSidecarListeners(inbound []inboundPort) []*listenerv3.L
 		Address:          socketAddress("0.0.0.0", VirtualOutboundPort),
 		UseOriginalDst:   wrapperspb.Bool(true),
 		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
-		FilterChains:     []*listenerv3.FilterChain{tcpProxyChain(PassthroughFilterChain, PassthroughCluster, "PassthroughCluster")},
+		FilterChains:     []*listenerv3.FilterChain{g.outboundCatchAllChain()}, // egress.go
 	}}
 	for _, port := range g.outboundHTTPPorts() {
 		out = append(out, &listenerv3.Listener{
@@ -76,6 +76,7 @@ func (g *generator) buildSidecarListeners(inbound []inboundPort) []*listenerv3.L
 		})
 		g.routeNames = append(g.routeNames, OutboundRoute(port))
 	}
+	out = g.addOutboundTCPListeners(out) // tcp.go
 	vin := &listenerv3.Listener{
 		Name:             VirtualInboundListener,
 		Address:          socketAddress("0.0.0.0", VirtualInboundPort),
@@ -95,7 +96,7 @@ func (g *generator) buildSidecarListeners(inbound []inboundPort) []*listenerv3.L
 func (g *generator) inboundFilters(ip inboundPort) []*listenerv3.Filter {
 	if !ip.protocol.IsHTTP() {
 		tp := &tcpv3.TcpProxy{StatPrefix: InboundCluster(ip.target), ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: InboundCluster(ip.target)}}
-		return append(g.inboundNetworkFilters(ip),
+		return append(g.inboundNetworkFilters(ip), g.tcpStatsFilter(ip.target, hcmInbound), // tcp.go
 			&listenerv3.Filter{Name: TCPProxy, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(tp)}})
 	}
 	return []*listenerv3.Filter{hcmFilter(g.withTelemetry(&hcmv3.HttpConnectionManager{

@@ -47,15 +47,7 @@ func (g *generator) buildSidecarRoute(port uint32) *routev3.RouteConfiguration {
 		}
 		rc.VirtualHosts = append(rc.VirtualHosts, vh)
 	}
-	rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
-		Name:    "allow_any",
-		Domains: []string{"*"},
-		Routes: []*routev3.Route{{
-			Name:   "allow_any",
-			Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: PassthroughCluster}, Timeout: durationpb.New(0)}},
-		}},
-	})
+	rc.VirtualHosts = append(rc.VirtualHosts, g.catchAllVirtualHost()) // egress.go
 	return rc
 }
 

@@ -32,8 +32,8 @@ spec:
     mode: STRICT
 `)
 	proxies := proxyAdminAddrs(t, m)
-	if len(proxies) != 7 {
-		t.Fatalf("want 7 proxies (6 Bookinfo sidecars + ingress), got %v", proxies)
+	if len(proxies) != 8 {
+		t.Fatalf("want 8 proxies (6 Bookinfo sidecars, ingress and egress gateways), got %v", proxies)
 	}
 	before := map[string]int{}
 	for name, addr := range proxies {

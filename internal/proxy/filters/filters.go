@@ -91,6 +91,20 @@ type StatsUser interface {
 	UseStats(store *stats.Store, prefix string)
 }
 
+// TCPObserver is implemented by filters that can also run as a network
+// filter before tcp_proxy (Istio's istio.stats is both an HTTP and a
+// network filter). The listener binds it once per tcp_proxy, then reports
+// every proxied connection.
+type TCPObserver interface {
+	// BindTCP binds the filter to the proxy's store; inbound marks a
+	// sidecar's inbound side (the destination reports).
+	BindTCP(store *stats.Store, inbound bool)
+	// OpenTCP records a connection to cluster that reached its upstream;
+	// the returned function records its end with the bytes received from
+	// and sent to the downstream.
+	OpenTCP(conn *Conn, cluster string) (closed func(received, sent int64))
+}
+
 // perRouteCheckers validate per-route filter configs (typed_per_filter_config)
 // by type URL. Filled by RegisterPerRoute from filter packages' init.
 var perRouteCheckers = map[string]func(*anypb.Any) error{}

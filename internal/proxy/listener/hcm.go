@@ -52,8 +52,11 @@ type connectionManager struct {
 	inline     *router.Table // set for an inline route_config
 	// fixed replaces routing for HTTP requests handed to a tcp_proxy chain
 	// by the outbound forward proxy; transparent then adds no headers.
-	fixed       *router.Decision
-	transparent bool
+	fixed *router.Decision
+	// fixedCluster, when set, picks the cluster of each such request (a
+	// tcp_proxy with weighted_clusters).
+	fixedCluster func() string
+	transparent  bool
 
 	serverName          string
 	serverHeader        hcmv3.HttpConnectionManager_ServerHeaderTransformation
@@ -234,6 +237,8 @@ func (h *connectionManager) filters(fs []*hcmv3.HttpFilter) error {
 // route finds the decision for r with the route table in force.
 func (h *connectionManager) route(r *http.Request) (*router.Decision, bool) {
 	switch {
+	case h.fixedCluster != nil:
+		return &router.Decision{Cluster: h.fixedCluster()}, true
 	case h.fixed != nil:
 		return h.fixed, true
 	case h.inline != nil:

@@ -22,6 +22,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/skein-mesh/skein/internal/proxy/cluster"
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
@@ -110,9 +111,12 @@ type filterChain struct {
 	serverNames []string // SNI, exact or "*.suffix"; empty: any
 	transport   string   // "tls", "raw_buffer"; empty: any
 	alpn        []string // application_protocols; empty: any
-	tls         *tls.Config
-	http        *connectionManager
-	tcp         *tcpProxy
+	// hosts: the destination host names this chain serves in local mode
+	// (filter chain metadata, see outboundHostsKey); empty: any.
+	hosts []string
+	tls   *tls.Config
+	http  *connectionManager
+	tcp   *tcpProxy
 }
 
 func compileListener(pl *listenerv3.Listener, d *deps) (*Listener, error) {
@@ -221,6 +225,11 @@ func compileChain(pc *listenerv3.FilterChain, d *deps) (*filterChain, error) {
 		fc.serverNames = m.GetServerNames()
 		fc.alpn = m.GetApplicationProtocols()
 	}
+	hosts, err := chainHosts(pc)
+	if err != nil {
+		return nil, err
+	}
+	fc.hosts = hosts
 	if ts := pc.GetTransportSocket(); ts != nil {
 		sock, err := tlsconfig.Compile(ts, true, d.certs)
 		if err != nil {
@@ -232,6 +241,10 @@ func compileChain(pc *listenerv3.FilterChain, d *deps) (*filterChain, error) {
 		}
 	}
 	netRBAC, rest, err := compileNetworkRBAC(pc.GetFilters(), d)
+	if err != nil {
+		return nil, err
+	}
+	observers, rest, err := compileTCPObservers(rest, d)
 	if err != nil {
 		return nil, err
 	}
@@ -257,8 +270,8 @@ func compileChain(pc *listenerv3.FilterChain, d *deps) (*filterChain, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", hcmFilterName, err)
 		}
-		if len(netRBAC) > 0 {
-			return nil, fmt.Errorf("%s is supported only before %s", netRBACFilterName, tcpProxyFilterName)
+		if len(netRBAC) > 0 || len(observers) > 0 {
+			return nil, fmt.Errorf("network filters other than %s are supported only before %s", hcmFilterName, tcpProxyFilterName)
 		}
 		fc.http = h
 	case tc.MessageIs(&tcpproxyv3.TcpProxy{}):
@@ -271,6 +284,10 @@ func compileChain(pc *listenerv3.FilterChain, d *deps) (*filterChain, error) {
 			return nil, fmt.Errorf("%s: %v", tcpProxyFilterName, err)
 		}
 		t.rbac = netRBAC
+		for _, o := range observers {
+			o.BindTCP(d.stats, strings.HasPrefix(t.statPrefix, "inbound|"))
+		}
+		t.observers = observers
 		fc.tcp = t
 	case tc == nil:
 		return nil, fmt.Errorf("network filter %q has no typed_config", f.GetName())
@@ -280,10 +297,42 @@ func compileChain(pc *listenerv3.FilterChain, d *deps) (*filterChain, error) {
 	return fc, nil
 }
 
-// chainFor picks the chain serving plaintext connections to port (the
-// outbound handoff, where the forward proxy already parsed HTTP).
-func (l *Listener) chainFor(port uint32) *filterChain {
-	return l.selectChain(port, connMeta{transport: "raw_buffer", plaintextHTTP: true})
+// chainFor picks the chain serving plaintext connections to host:port (the
+// outbound handoff, where the forward proxy knows the target).
+func (l *Listener) chainFor(host string, port uint32) *filterChain {
+	return l.selectChain(port, connMeta{transport: "raw_buffer", plaintextHTTP: true, host: host})
+}
+
+// outboundHostsKey is the filter chain metadata namespace naming the
+// destination hosts of a chain: {"hosts": ["svc.ns.svc.cluster.local",
+// "svc.ns.svc.cluster.local:9000", ...]}. In local mode there are no
+// service IPs to match on (Istio's <serviceIP>_<port> TCP listeners), so
+// the forward proxy matches the target host of a CONNECT or absolute-form
+// request against these names instead.
+const outboundHostsKey = "skein.io/outbound"
+
+func chainHosts(pc *listenerv3.FilterChain) ([]string, error) {
+	md, ok := pc.GetMetadata().GetFilterMetadata()[outboundHostsKey]
+	if !ok {
+		return nil, nil
+	}
+	for k := range md.GetFields() {
+		if k != "hosts" {
+			return nil, fmt.Errorf("metadata.filter_metadata[%q]: field %q is not supported (hosts is)", outboundHostsKey, k)
+		}
+	}
+	var hosts []string
+	for i, v := range md.GetFields()["hosts"].GetListValue().GetValues() {
+		h, ok := v.GetKind().(*structpb.Value_StringValue)
+		if !ok || h.StringValue == "" {
+			return nil, fmt.Errorf("metadata.filter_metadata[%q].hosts[%d] must be a non-empty string", outboundHostsKey, i)
+		}
+		hosts = append(hosts, strings.ToLower(h.StringValue))
+	}
+	if len(hosts) == 0 {
+		return nil, fmt.Errorf("metadata.filter_metadata[%q].hosts must list at least one host", outboundHostsKey)
+	}
+	return hosts, nil
 }
 
 // hostPort formats ip and port.

@@ -24,6 +24,9 @@ type connMeta struct {
 	// (the outbound forward proxy parsed it), as Envoy's http_inspector
 	// would report.
 	plaintextHTTP bool
+	// host is the destination host the forward proxy was asked for
+	// (CONNECT or absolute-form target, without port); "" on bound sockets.
+	host string
 }
 
 // sniffTimeout bounds the wait for a client's first bytes; a client that
@@ -32,7 +35,7 @@ type connMeta struct {
 const sniffTimeout = 5 * time.Second
 
 func (fc *filterChain) matchesAll() bool {
-	return fc.destPort == 0 && len(fc.serverNames) == 0 && fc.transport == "" && len(fc.alpn) == 0
+	return fc.destPort == 0 && len(fc.serverNames) == 0 && fc.transport == "" && len(fc.alpn) == 0 && len(fc.hosts) == 0
 }
 
 // needsSniff: chains that differ by what a connection's first bytes say.
@@ -47,7 +50,9 @@ func (fc *filterChain) matchKey() string {
 	sort.Strings(sn)
 	ap := slices.Clone(fc.alpn)
 	sort.Strings(ap)
-	return fmt.Sprintf("%d|%s|%s|%s", fc.destPort, strings.Join(sn, ","), fc.transport, strings.Join(ap, ","))
+	hs := slices.Clone(fc.hosts)
+	sort.Strings(hs)
+	return fmt.Sprintf("%d|%s|%s|%s|%s", fc.destPort, strings.Join(sn, ","), fc.transport, strings.Join(ap, ","), strings.Join(hs, ","))
 }
 
 // selectChain is Envoy's filter chain match: at each level in turn
@@ -58,6 +63,11 @@ func (fc *filterChain) matchKey() string {
 func (l *Listener) selectChain(port uint32, m connMeta) *filterChain {
 	cands := narrow(l.chains, func(fc *filterChain) (bool, int) {
 		return fc.destPort != 0, boolScore(fc.destPort == port)
+	})
+	cands = narrow(cands, func(fc *filterChain) (bool, int) {
+		// Skein's local-mode destination host (where Envoy would match the
+		// original destination IP with prefix_ranges).
+		return len(fc.hosts) > 0, boolScore(m.host != "" && slices.Contains(fc.hosts, strings.ToLower(m.host)))
 	})
 	cands = narrow(cands, func(fc *filterChain) (bool, int) {
 		return len(fc.serverNames) > 0, sniScore(fc.serverNames, m.sni)

@@ -5,25 +5,41 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 
 	"github.com/skein-mesh/skein/internal/proxy/cluster"
+	"github.com/skein-mesh/skein/internal/proxy/filters"
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
 
-var tcpProxyFields = protocheck.Fields(&tcpproxyv3.TcpProxy{}, "stat_prefix", "cluster", "idle_timeout", "max_connect_attempts")
+var (
+	tcpProxyFields      = protocheck.Fields(&tcpproxyv3.TcpProxy{}, "stat_prefix", "cluster", "weighted_clusters", "idle_timeout", "max_connect_attempts")
+	weightedFields      = protocheck.Fields(&tcpproxyv3.TcpProxy_WeightedCluster{}, "clusters")
+	clusterWeightFields = protocheck.Fields(&tcpproxyv3.TcpProxy_WeightedCluster_ClusterWeight{}, "name", "weight")
+)
+
+// clusterWeight is one entry of weighted_clusters.
+type clusterWeight struct {
+	name   string
+	weight uint32
+}
 
 // tcpProxy is a compiled tcp_proxy filter: each connection is copied both
 // ways to an endpoint of one cluster.
 type tcpProxy struct {
 	deps        *deps
 	statPrefix  string
-	cluster     string
+	cluster     string          // set unless weighted is
+	weighted    []clusterWeight // weighted_clusters: one is picked per connection
+	totalWeight uint32
 	idleTimeout time.Duration // 0: none
 	attempts    int
 
@@ -35,6 +51,9 @@ type tcpProxy struct {
 	connectFail *stats.Counter
 
 	rbac []*networkRBAC // network RBAC filters before this one (netrbac.go)
+	// observers are network filters told about each proxied connection
+	// (istio.stats: Istio's TCP metrics).
+	observers []filters.TCPObserver
 
 	forwarderOnce sync.Once
 	forwarder     *connectionManager
@@ -50,10 +69,27 @@ func newTCPProxy(cfg *tcpproxyv3.TcpProxy, d *deps) (*tcpProxy, error) {
 	if cfg.GetStatPrefix() == "" {
 		return nil, fmt.Errorf("stat_prefix is required")
 	}
-	if cfg.GetCluster() == "" {
-		return nil, fmt.Errorf("cluster is required (weighted_clusters is not supported yet)")
-	}
 	t := &tcpProxy{deps: d, statPrefix: cfg.GetStatPrefix(), cluster: cfg.GetCluster(), idleTimeout: defaultTCPIdleTimeout, attempts: 1}
+	if wc := cfg.GetWeightedClusters(); wc != nil {
+		if err := weightedFields.Check(wc); err != nil {
+			return nil, fmt.Errorf("weighted_clusters: %v", err)
+		}
+		for i, c := range wc.GetClusters() {
+			if err := clusterWeightFields.Check(c); err != nil {
+				return nil, fmt.Errorf("weighted_clusters.clusters[%d]: %v", i, err)
+			}
+			if c.GetName() == "" {
+				return nil, fmt.Errorf("weighted_clusters.clusters[%d].name is required", i)
+			}
+			t.weighted = append(t.weighted, clusterWeight{name: c.GetName(), weight: c.GetWeight()})
+			t.totalWeight += c.GetWeight()
+		}
+		if t.totalWeight == 0 {
+			return nil, fmt.Errorf("weighted_clusters: the weights must not all be 0")
+		}
+	} else if t.cluster == "" {
+		return nil, fmt.Errorf("cluster or weighted_clusters is required")
+	}
 	if it := cfg.GetIdleTimeout(); it != nil {
 		t.idleTimeout = it.AsDuration()
 	}
@@ -73,10 +109,11 @@ func newTCPProxy(cfg *tcpproxyv3.TcpProxy, d *deps) (*tcpProxy, error) {
 // dial connects to the cluster for a downstream connection to target (the
 // original destination, if known).
 func (t *tcpProxy) dial(ctx context.Context, target string) (net.Conn, *cluster.Cluster, error) {
-	cl, ok := t.deps.clusters.Get(t.cluster)
+	name := t.pickCluster()
+	cl, ok := t.deps.clusters.Get(name)
 	if !ok {
 		t.cxNoRoute.Inc()
-		return nil, nil, fmt.Errorf("cluster %q not found", t.cluster)
+		return nil, nil, fmt.Errorf("cluster %q not found", name)
 	}
 	var lastErr error
 	for range max(t.attempts, 1) {
@@ -95,6 +132,22 @@ func (t *tcpProxy) dial(ctx context.Context, target string) (net.Conn, *cluster.
 	return nil, cl, lastErr
 }
 
+// pickCluster chooses the cluster of one connection: the weighted choice
+// among weighted_clusters, as Envoy makes it per connection.
+func (t *tcpProxy) pickCluster() string {
+	if len(t.weighted) == 0 {
+		return t.cluster
+	}
+	n := rand.Uint32N(t.totalWeight)
+	for _, c := range t.weighted {
+		if n < c.weight {
+			return c.name
+		}
+		n -= c.weight
+	}
+	return t.weighted[len(t.weighted)-1].name
+}
+
 // serve proxies one accepted connection. Listeners bound in local mode
 // cannot know an original destination, so ORIGINAL_DST clusters fail here.
 func (t *tcpProxy) serve(conn net.Conn, target string) {
@@ -106,16 +159,63 @@ func (t *tcpProxy) serve(conn net.Conn, target string) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	up, _, err := t.dial(ctx, target)
+	up, cl, err := t.dial(ctx, target)
 	cancel()
 	if err != nil {
 		t.deps.log.Debug("tcp_proxy: no upstream", "statPrefix", t.statPrefix, "cluster", t.cluster, "error", err)
 		return
 	}
 	defer up.Close()
+	closed := t.open(conn, cl.Name())
 	rx, tx := pipe(conn, up, t.idleTimeout)
 	t.bytesRx.Add(uint64(rx))
 	t.bytesTx.Add(uint64(tx))
+	closed(rx, tx)
+}
+
+// compileTCPObservers compiles the network filters between the RBAC
+// filters and tcp_proxy that observe connections (istio.stats), built
+// through the HTTP filter registry that knows their config types.
+func compileTCPObservers(fs []*listenerv3.Filter, d *deps) ([]filters.TCPObserver, []*listenerv3.Filter, error) {
+	var out []filters.TCPObserver
+	for len(fs) > 1 && !fs[0].GetTypedConfig().MessageIs(&tcpproxyv3.TcpProxy{}) && !fs[0].GetTypedConfig().MessageIs(&hcmv3.HttpConnectionManager{}) {
+		f := fs[0]
+		if err := filterFields.Check(f); err != nil {
+			return nil, nil, fmt.Errorf("filter %q: %v", f.GetName(), err)
+		}
+		if d.httpFilters == nil {
+			return nil, nil, fmt.Errorf("network filter %q is not supported", f.GetName())
+		}
+		built, err := d.httpFilters.Build(f.GetName(), f.GetTypedConfig())
+		if err != nil {
+			return nil, nil, fmt.Errorf("network filter %q: %v", f.GetName(), err)
+		}
+		o, ok := built.(filters.TCPObserver)
+		if !ok {
+			return nil, nil, fmt.Errorf("network filter %q is an HTTP filter; it cannot run before %s", f.GetName(), tcpProxyFilterName)
+		}
+		out = append(out, o)
+		fs = fs[1:]
+	}
+	return out, fs, nil
+}
+
+// open tells the observers about a connection proxied to cluster; the
+// returned function reports its end.
+func (t *tcpProxy) open(down net.Conn, cluster string) func(rx, tx int64) {
+	if len(t.observers) == 0 {
+		return func(int64, int64) {}
+	}
+	info := netConnInfo(down)
+	closers := make([]func(int64, int64), len(t.observers))
+	for i, o := range t.observers {
+		closers[i] = o.OpenTCP(info, cluster)
+	}
+	return func(rx, tx int64) {
+		for _, c := range closers {
+			c(rx, tx)
+		}
+	}
 }
 
 // pipe copies a→b and b→a until both directions end, half-closing each

@@ -84,7 +84,8 @@ type Filter struct {
 	// inboundServices are the services of an inbound port (sorted).
 	inboundServices []string
 
-	inbound  bool // reporter=destination: a sidecar's inbound side
+	inbound  bool      // reporter=destination: a sidecar's inbound side
+	tcp      *tcpMeter // set when running as a network filter (tcp.go)
 	families [numMetrics]*stats.Family
 	groups   sync.Map // label tuple key → *group
 
