@@ -15,7 +15,7 @@ func newDiscoveryCmd() *cobra.Command {
 	var opts discovery.Options
 	cmd := &cobra.Command{
 		Use:   "discovery",
-		Short: "Run the control plane: config store, service registry and xDS server",
+		Short: "Run the control plane: config store, service registry, CA and xDS server",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)

@@ -17,8 +17,8 @@ func newUpCmd() *cobra.Command {
 	var opts local.Options
 	cmd := &cobra.Command{
 		Use:   "up [-f FILE|DIR ...]",
-		Short: "Run a whole mesh on this machine: control plane, ingress gateway and every Deployment's pods",
-		Long: `Start the control plane, the ingress gateway and, for every Deployment in
+		Short: "Run a whole mesh on this machine: control plane, gateways, dashboard and every Deployment's pods",
+		Long: `Start the control plane, the ingress and egress gateways, the dashboard and, for every Deployment in
 the store, its pods as local processes with sidecars, on loopback addresses.
 Manifests given with -f are applied first. Runs until interrupted (Ctrl-C),
 then stops everything it started.`,
@@ -59,7 +59,7 @@ then stops everything it started.`,
 	f.StringVar(&opts.HTTPAddr, "http-addr", "127.0.0.1:15014", "control plane config API address")
 	f.StringVar(&opts.GRPCAddr, "grpc-addr", "127.0.0.1:15010", "control plane xDS address")
 	f.StringVar(&opts.IngressAddress, "ingress-address", "127.0.0.1", "address the ingress gateway listens on")
-	f.BoolVar(&opts.NoGateway, "no-gateway", false, "do not run the built-in istio-ingressgateway")
+	f.BoolVar(&opts.NoGateway, "no-gateway", false, "do not run the built-in istio-ingressgateway and istio-egressgateway")
 	f.StringVar(&opts.DashboardAddr, "dashboard-addr", "127.0.0.1:20001", "address of the mesh dashboard (empty: no dashboard)")
 	return cmd
 }
