@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"regexp"
 	"sort"
 	"strings"
@@ -67,6 +68,14 @@ func Handler(opts Options) http.Handler {
 	mux.HandleFunc("GET /quitquitquit", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "This endpoint requires POST", http.StatusMethodNotAllowed)
 	})
+	// Go's profiler, for finding where the data plane spends CPU and memory
+	// (Envoy's admin has /cpuprofiler and /heapprofiler for the same job).
+	// The admin port is bound to the pod IP only.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return mux
 }
 

@@ -61,3 +61,14 @@ func TestStatsFormats(t *testing.T) {
 		t.Errorf("GET /quitquitquit answered %d %s, want 405", rec.Code, body)
 	}
 }
+
+func TestPprofIsServed(t *testing.T) {
+	h := Handler(Options{Stats: stats.NewStore()})
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap?debug=1", "/debug/pprof/goroutine?debug=1"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != http.StatusOK || rec.Body.Len() == 0 {
+			t.Errorf("GET %s = %d (%d bytes)", path, rec.Code, rec.Body.Len())
+		}
+	}
+}
