@@ -47,26 +47,30 @@ func (g *generator) warnf(format string, args ...any) {
 }
 
 // Generate translates the push context into the resources for one proxy.
+// The parts that do not depend on the individual pod are shared between
+// proxies of one push (cache.go); callers must not mutate the result.
 func Generate(pc *model.PushContext, proxy *model.Proxy) *Resources {
 	g := &generator{pc: pc, proxy: proxy}
+	sh := sharedFor(pc, proxy)
 	res := &Resources{}
-	res.Clusters = append(res.Clusters, g.buildOutboundClusters()...)
+	// Appending to nil slices copies: the shared slices' backing arrays are
+	// never written (applyEnvoyFilters replaces elements in place).
+	res.Clusters = append(res.Clusters, sh.clusters...)
+	g.warnings = append(g.warnings, sh.clusterWarnings...)
 	switch proxy.Type {
 	case model.SidecarProxy:
 		inbound := g.inboundPorts()
 		res.Clusters = append(res.Clusters, g.buildInboundClusters(inbound)...)
 		res.Listeners = g.buildSidecarListeners(inbound)
-		for _, port := range g.outboundHTTPPorts() {
-			res.Routes = append(res.Routes, g.buildSidecarRoute(port))
-		}
+		res.Routes = append(res.Routes, sh.routes...)
+		g.warnings = append(g.warnings, sh.routeWarnings...)
 	case model.Router:
 		res.Listeners, res.Routes = g.buildGateway()
 	}
 	res.Clusters = append(res.Clusters, wellKnownClusters(proxy)...)
 	g.addTraceCollectors(res)
-	for _, ref := range g.edsClusters {
-		res.Endpoints = append(res.Endpoints, g.loadAssignment(ref.cluster, ref.svc, ref.port, ref.subset))
-	}
+	res.Endpoints = append(res.Endpoints, sh.endpoints...)
+	g.warnings = append(g.warnings, sh.endpointWarnings...)
 	g.applyEnvoyFilters(res)
 	res.Warnings = dedupe(g.warnings)
 	return res

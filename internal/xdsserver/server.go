@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"sync"
 	"time"
@@ -60,6 +61,7 @@ type Server struct {
 	cache    cachev3.SnapshotCache
 	ads      serverv3.Server
 	generate Generator
+	hashes   hashMemo
 
 	observer Observer // set before serving; never nil
 
@@ -179,9 +181,24 @@ func (s *Server) PushAt(pc *model.PushContext, changed time.Time) {
 		states = append(states, ps)
 	}
 	s.mu.Unlock()
-	for _, ps := range states {
-		s.update(pc, ps, changed)
+	// Proxies are independent: generate them on every core, no more at once
+	// than there are cores (each holds a whole config while it is built).
+	work := make(chan *proxyState)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(states)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ps := range work {
+				s.update(pc, ps, changed)
+			}
+		}()
 	}
+	for _, ps := range states {
+		work <- ps
+	}
+	close(work)
+	wg.Wait()
 }
 
 // update builds and installs one proxy's snapshot. Each type keeps its
@@ -203,7 +220,7 @@ func (s *Server) update(pc *model.PushContext, ps *proxyState, changed time.Time
 		clear(ps.pending)
 	}
 	for typ, items := range byType {
-		h := hashResources(items)
+		h := s.hashes.hash(pc, items)
 		if ps.hashes[typ] != h {
 			ps.hashes[typ] = h
 			ps.versions[typ] = fmt.Sprintf("%s-%s", pc.Version, h[:8])
@@ -239,15 +256,46 @@ func toResources[T types.Resource](items []T) []types.Resource {
 	return out
 }
 
-func hashResources(items []types.Resource) string {
+// hashMemo remembers each resource's content hash for one push context.
+// Generation shares most resources (the same pointers) between proxies and
+// never mutates one once built, so each is marshalled and hashed once per
+// push instead of once per proxy. A new push context starts a new memo,
+// which also releases the previous push's resources.
+type hashMemo struct {
+	mu sync.Mutex
+	pc *model.PushContext
+	m  *sync.Map // types.Resource → [sha256.Size]byte
+}
+
+func (hm *hashMemo) forPush(pc *model.PushContext) *sync.Map {
+	hm.mu.Lock()
+	defer hm.mu.Unlock()
+	if hm.pc != pc || hm.m == nil {
+		hm.pc, hm.m = pc, &sync.Map{}
+	}
+	return hm.m
+}
+
+// hash is the content hash of items: a digest over each item's digest.
+func (hm *hashMemo) hash(pc *model.PushContext, items []types.Resource) string {
+	memo := hm.forPush(pc)
 	h := sha256.New()
-	opts := proto.MarshalOptions{Deterministic: true}
 	for _, it := range items {
-		b, _ := opts.Marshal(it)
-		h.Write(b)
-		h.Write([]byte{0})
+		var d [sha256.Size]byte
+		if v, ok := memo.Load(it); ok {
+			d = v.([sha256.Size]byte)
+		} else {
+			d = hashResource(it)
+			memo.Store(it, d)
+		}
+		h.Write(d[:])
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+func hashResource(it types.Resource) [sha256.Size]byte {
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(it)
+	return sha256.Sum256(b)
 }
 
 // onStreamRequest registers a proxy on its first request and records ACKs

@@ -1,0 +1,199 @@
+package xds
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/skein-mesh/skein/internal/model"
+)
+
+// Most of a proxy's config — the outbound clusters, their endpoints and the
+// sidecar's outbound route configurations — does not depend on which pod the
+// proxy runs in, only on its type, namespace and the few labels some config
+// selects on. At scale (1000 services × 2000 sidecars) building it once per
+// proxy dominated every push, so it is built once per distinct sharedKey per
+// push context and handed to every such proxy (the same proto pointers:
+// nothing mutates a resource once built; applyEnvoyFilters patches copies).
+//
+// The key covers every input by construction: the shared part is generated
+// for a synthetic proxy that holds only the key's fields (see keyProxy), so
+// anything it reads about the proxy is in the key. Listeners, inbound
+// clusters, well-known and trace collector clusters stay per proxy (they
+// read the pod's IP, instances, name and telemetry selection).
+
+// shared is the proxy-independent part of one Generate, with the warnings
+// each step produced so Generate can keep them in their original order.
+type shared struct {
+	clusters         []*clusterv3.Cluster
+	clusterWarnings  []string
+	routes           []*routev3.RouteConfiguration // sidecars only
+	routeWarnings    []string
+	endpoints        []*endpointv3.ClusterLoadAssignment
+	endpointWarnings []string
+}
+
+// sharedKey names everything the shared part reads about a proxy.
+type sharedKey struct {
+	typ       model.ProxyType
+	namespace string
+	// labels are the proxy's labels restricted to the keys some selector in
+	// the push context reads (VirtualService sourceLabels, Sidecar
+	// workloadSelector), encoded unambiguously.
+	labels string
+}
+
+// pushCache holds the shared parts built for one push context.
+type pushCache struct {
+	pc *model.PushContext
+	// selectorKeys are the label keys any selector the shared part
+	// evaluates can read; other labels cannot change it.
+	selectorKeys []string
+
+	mu      sync.Mutex
+	entries map[sharedKey]*sharedEntry
+}
+
+type sharedEntry struct {
+	once sync.Once
+	val  *shared
+}
+
+// caches keeps the shared parts of the latest push contexts. Two, not one,
+// so a generation still running for the previous push (a proxy connecting
+// while a push starts, a config dump) does not evict the current one.
+var caches struct {
+	mu   sync.Mutex
+	list []*pushCache // most recent first
+}
+
+const keptPushContexts = 2
+
+func cacheFor(pc *model.PushContext) *pushCache {
+	caches.mu.Lock()
+	defer caches.mu.Unlock()
+	for _, c := range caches.list {
+		if c.pc == pc {
+			return c
+		}
+	}
+	c := &pushCache{pc: pc, selectorKeys: selectorKeys(pc), entries: map[sharedKey]*sharedEntry{}}
+	caches.list = append([]*pushCache{c}, caches.list...)
+	if len(caches.list) > keptPushContexts {
+		caches.list[keptPushContexts] = nil
+		caches.list = caches.list[:keptPushContexts]
+	}
+	return c
+}
+
+// selectorKeys lists the label keys read by the selectors the shared part
+// evaluates against the proxy's labels: VirtualService match sourceLabels
+// (HTTP, and TCP/TLS for good measure) and Sidecar workloadSelectors.
+func selectorKeys(pc *model.PushContext) []string {
+	set := map[string]bool{}
+	add := func(m map[string]string) {
+		for k := range m {
+			set[k] = true
+		}
+	}
+	for _, o := range pc.Config.List("VirtualService") {
+		vs, ok := o.Spec.(*networking.VirtualService)
+		if !ok {
+			continue
+		}
+		for _, h := range vs.GetHttp() {
+			for _, m := range h.GetMatch() {
+				add(m.GetSourceLabels())
+			}
+		}
+		for _, t := range vs.GetTcp() {
+			for _, m := range t.GetMatch() {
+				add(m.GetSourceLabels())
+			}
+		}
+		for _, t := range vs.GetTls() {
+			for _, m := range t.GetMatch() {
+				add(m.GetSourceLabels())
+			}
+		}
+	}
+	for _, o := range pc.Config.List("Sidecar") {
+		if sc, ok := o.Spec.(*networking.Sidecar); ok {
+			add(sc.GetWorkloadSelector().GetLabels())
+		}
+	}
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func (c *pushCache) key(p *model.Proxy) sharedKey {
+	var b strings.Builder
+	for _, k := range c.selectorKeys {
+		if v, ok := p.Labels[k]; ok {
+			b.WriteString(strconv.Quote(k))
+			b.WriteByte('=')
+			b.WriteString(strconv.Quote(v))
+			b.WriteByte(',')
+		}
+	}
+	return sharedKey{typ: p.Type, namespace: p.Namespace, labels: b.String()}
+}
+
+// keyProxy is the synthetic proxy the shared part is built for: only the
+// key's fields are set, so the result cannot depend on anything else.
+func (c *pushCache) keyProxy(p *model.Proxy) *model.Proxy {
+	var labels map[string]string
+	for _, k := range c.selectorKeys {
+		if v, ok := p.Labels[k]; ok {
+			if labels == nil {
+				labels = map[string]string{}
+			}
+			labels[k] = v
+		}
+	}
+	return &model.Proxy{Type: p.Type, Namespace: p.Namespace, Labels: labels}
+}
+
+// sharedFor returns the shared part for proxy, building it on first use.
+// Concurrent callers with the same key wait for one build.
+func sharedFor(pc *model.PushContext, proxy *model.Proxy) *shared {
+	c := cacheFor(pc)
+	k := c.key(proxy)
+	c.mu.Lock()
+	e := c.entries[k]
+	if e == nil {
+		e = &sharedEntry{}
+		c.entries[k] = e
+	}
+	c.mu.Unlock()
+	e.once.Do(func() { e.val = buildShared(pc, c.keyProxy(proxy)) })
+	return e.val
+}
+
+func buildShared(pc *model.PushContext, kp *model.Proxy) *shared {
+	g := &generator{pc: pc, proxy: kp}
+	s := &shared{}
+	s.clusters = g.buildOutboundClusters()
+	s.clusterWarnings, g.warnings = g.warnings, nil
+	if kp.Type == model.SidecarProxy {
+		for _, port := range g.outboundHTTPPorts() {
+			s.routes = append(s.routes, g.buildSidecarRoute(port))
+		}
+		s.routeWarnings, g.warnings = g.warnings, nil
+	}
+	for _, ref := range g.edsClusters {
+		s.endpoints = append(s.endpoints, g.loadAssignment(ref.cluster, ref.svc, ref.port, ref.subset))
+	}
+	s.endpointWarnings = g.warnings
+	return s
+}
