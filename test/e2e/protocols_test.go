@@ -261,7 +261,16 @@ func grpcChecks(ctx context.Context, target string) (string, error) {
 // protocolsWorkloads: servers in a STRICT mTLS namespace (a gRPC service
 // and two TCP echo services sharing port 9000), and a client pod in
 // another injected namespace whose app runs the gRPC checks on request.
-const protocolsWorkloads = `apiVersion: v1
+// self is the test binary, each pod's app.
+func protocolsWorkloads(self string) string {
+	serve := func(mode string, port int, more ...string) []string {
+		return append([]string{self, "protocols-serve", mode, "--addr", fmt.Sprintf("$(SKEIN_APP_IP):%d", port)}, more...)
+	}
+	tcpA := labels{"app": "tcp-echo", "version": "a"}
+	tcpB := labels{"app": "tcp-echo", "version": "b"}
+	tlsA := labels{"app": "tls-echo", "version": "a"}
+	tlsB := labels{"app": "tls-echo", "version": "b"}
+	return manifests(`apiVersion: v1
 kind: Namespace
 metadata: {name: protocols, labels: {istio-injection: enabled}}
 ---
@@ -274,127 +283,21 @@ kind: PeerAuthentication
 metadata: {name: default, namespace: protocols}
 spec:
   mtls: {mode: STRICT}
----
-apiVersion: v1
-kind: Service
-metadata: {name: grpc-echo, namespace: protocols}
-spec:
-  selector: {app: grpc-echo}
-  ports: [{name: grpc, port: 9090}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: grpc-echo, namespace: protocols}
-spec:
-  selector: {matchLabels: {app: grpc-echo}}
-  template:
-    metadata: {labels: {app: grpc-echo}}
-    spec:
-      containers:
-      - name: server
-        command: [%[1]q, protocols-serve, grpc, --addr, "$(SKEIN_APP_IP):9090"]
-        ports: [{containerPort: 9090}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: tcp-echo-a, namespace: protocols}
-spec:
-  selector: {app: tcp-echo, version: a}
-  ports: [{name: tcp, port: 9000}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: tcp-echo-b, namespace: protocols}
-spec:
-  selector: {app: tcp-echo, version: b}
-  ports: [{name: tcp-echo, port: 9000}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: tcp-echo-a, namespace: protocols}
-spec:
-  selector: {matchLabels: {app: tcp-echo, version: a}}
-  template:
-    metadata: {labels: {app: tcp-echo, version: a}}
-    spec:
-      containers:
-      - name: server
-        command: [%[1]q, protocols-serve, tcp-echo, --addr, "$(SKEIN_APP_IP):9000"]
-        ports: [{containerPort: 9000}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: tcp-echo-b, namespace: protocols}
-spec:
-  selector: {matchLabels: {app: tcp-echo, version: b}}
-  template:
-    metadata: {labels: {app: tcp-echo, version: b}}
-    spec:
-      containers:
-      - name: server
-        command: [%[1]q, protocols-serve, tcp-echo, --addr, "$(SKEIN_APP_IP):9000"]
-        ports: [{containerPort: 9000}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: tls-echo, namespace: protocols}
-spec:
-  selector: {app: tls-echo, version: a}
-  ports: [{name: tls, port: 8443}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: tls-echo-b, namespace: protocols}
-spec:
-  selector: {app: tls-echo, version: b}
-  ports: [{name: https, port: 8443}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: tls-echo-a, namespace: protocols}
-spec:
-  selector: {matchLabels: {app: tls-echo, version: a}}
-  template:
-    metadata: {labels: {app: tls-echo, version: a}}
-    spec:
-      containers:
-      - name: server
-        command: [%[1]q, protocols-serve, tls-echo, --addr, "$(SKEIN_APP_IP):8443"]
-        ports: [{containerPort: 8443}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: tls-echo-b, namespace: protocols}
-spec:
-  selector: {matchLabels: {app: tls-echo, version: b}}
-  template:
-    metadata: {labels: {app: tls-echo, version: b}}
-    spec:
-      containers:
-      - name: server
-        command: [%[1]q, protocols-serve, tls-echo, --addr, "$(SKEIN_APP_IP):8443"]
-        ports: [{containerPort: 8443}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: grpc-client, namespace: protocols-client}
-spec:
-  selector: {app: grpc-client}
-  ports: [{name: http, port: 8080}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: grpc-client, namespace: protocols-client}
-spec:
-  selector: {matchLabels: {app: grpc-client}}
-  template:
-    metadata: {labels: {app: grpc-client}}
-    spec:
-      containers:
-      - name: client
-        command: [%[1]q, protocols-serve, grpc-client, --addr, "$(SKEIN_APP_IP):8080", --target, "grpc-echo.protocols:9090"]
-        ports: [{containerPort: 8080}]
-`
+`,
+		workload{name: "grpc-echo", namespace: "protocols", labels: labels{"app": "grpc-echo"},
+			command: serve("grpc", 9090), port: 9090, servicePort: "grpc"}.yaml(),
+		service("tcp-echo-a", "protocols", tcpA, "tcp", 9000),
+		service("tcp-echo-b", "protocols", tcpB, "tcp-echo", 9000),
+		workload{name: "tcp-echo-a", namespace: "protocols", labels: tcpA, command: serve("tcp-echo", 9000), port: 9000}.yaml(),
+		workload{name: "tcp-echo-b", namespace: "protocols", labels: tcpB, command: serve("tcp-echo", 9000), port: 9000}.yaml(),
+		service("tls-echo", "protocols", tlsA, "tls", 8443),
+		service("tls-echo-b", "protocols", tlsB, "https", 8443),
+		workload{name: "tls-echo-a", namespace: "protocols", labels: tlsA, command: serve("tls-echo", 8443), port: 8443}.yaml(),
+		workload{name: "tls-echo-b", namespace: "protocols", labels: tlsB, command: serve("tls-echo", 8443), port: 8443}.yaml(),
+		workload{name: "grpc-client", namespace: "protocols-client", labels: labels{"app": "grpc-client"}, container: "client",
+			command: serve("grpc-client", 8080, "--target", "grpc-echo.protocols:9090"), port: 8080, servicePort: "http"}.yaml(),
+	)
+}
 
 // tcpSplit is Istio's TCP traffic shifting task, with our service names.
 const tcpSplit = `apiVersion: networking.istio.io/v1
@@ -491,7 +394,7 @@ func TestProtocols(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.apply(t, fmt.Sprintf(protocolsWorkloads, self))
+	m.apply(t, protocolsWorkloads(self))
 	pods := map[string]string{}
 	eventually(t, 30*time.Second, "the protocols pods ready", func() error {
 		for _, ns := range []string{"protocols", "protocols-client"} {

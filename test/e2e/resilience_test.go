@@ -64,80 +64,29 @@ func serveResilience(args []string) int {
 // (the tutorial's circuit breaker host) holding each request 75 ms, and
 // flaky, whose one flaky-bad replica answers 503 to everything. The
 // default namespace is not injected, so its pods ask for a sidecar by label.
-const resilienceWorkloads = `apiVersion: v1
+// self is the test binary, each pod's app.
+func resilienceWorkloads(self string) string {
+	serve := func(more ...string) []string {
+		return append([]string{self, resilienceServeArg, "--addr", "$(SKEIN_APP_IP):8080"}, more...)
+	}
+	inject := labels{"sidecar.istio.io/inject": "true"}
+	return manifests(`apiVersion: v1
 kind: Namespace
 metadata:
   name: resilience
   labels: {istio-injection: enabled}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: client, namespace: resilience}
-spec:
-  selector: {matchLabels: {app: client}}
-  template:
-    metadata: {labels: {app: client}}
-    spec:
-      containers:
-      - name: client
-        command: [%[1]q, resilience-serve, --addr, "$(SKEIN_APP_IP):8080"]
-        ports: [{containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: my-service, namespace: default}
-spec:
-  selector: {app: my-service}
-  ports: [{name: http, port: 8080}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: my-service, namespace: default}
-spec:
-  selector: {matchLabels: {app: my-service}}
-  template:
-    metadata: {labels: {app: my-service, sidecar.istio.io/inject: "true"}}
-    spec:
-      containers:
-      - name: server
-        command: [%[1]q, resilience-serve, --addr, "$(SKEIN_APP_IP):8080", --delay, 75ms]
-        ports: [{containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: flaky, namespace: default}
-spec:
-  selector: {app: flaky}
-  ports: [{name: http, port: 8080}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: flaky-good, namespace: default}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: flaky, health: good}}
-  template:
-    metadata: {labels: {app: flaky, health: good, sidecar.istio.io/inject: "true"}}
-    spec:
-      containers:
-      - name: server
-        command: [%[1]q, resilience-serve, --addr, "$(SKEIN_APP_IP):8080"]
-        ports: [{containerPort: 8080}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: flaky-bad, namespace: default}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: flaky, health: bad}}
-  template:
-    metadata: {labels: {app: flaky, health: bad, sidecar.istio.io/inject: "true"}}
-    spec:
-      containers:
-      - name: server
-        command: [%[1]q, resilience-serve, --addr, "$(SKEIN_APP_IP):8080", --status, "503"]
-        ports: [{containerPort: 8080}]
-`
+`,
+		workload{name: "client", namespace: "resilience", labels: labels{"app": "client"}, container: "client",
+			command: serve(), port: 8080}.yaml(),
+		workload{name: "my-service", namespace: "default", labels: labels{"app": "my-service"}, podLabels: inject,
+			command: serve("--delay", "75ms"), port: 8080, servicePort: "http"}.yaml(),
+		service("flaky", "default", labels{"app": "flaky"}, "http", 8080),
+		workload{name: "flaky-good", namespace: "default", labels: labels{"app": "flaky", "health": "good"}, podLabels: inject,
+			replicas: 2, command: serve(), port: 8080}.yaml(),
+		workload{name: "flaky-bad", namespace: "default", labels: labels{"app": "flaky", "health": "bad"}, podLabels: inject,
+			replicas: 1, command: serve("--status", "503"), port: 8080}.yaml(),
+	)
+}
 
 // tutorialCircuitBreaker is the tutorial's DestinationRule verbatim
 // (no namespace: it lands in default, where my-service is).
@@ -211,7 +160,7 @@ func TestResilience(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.apply(t, fmt.Sprintf(resilienceWorkloads, self))
+	m.apply(t, resilienceWorkloads(self))
 	var pods map[string]string
 	eventually(t, 30*time.Second, "the resilience pods ready", func() error {
 		pods = map[string]string{}

@@ -47,11 +47,7 @@ func init() {
 		"response_headers_to_add", "response_headers_to_remove")
 	support(&routev3.RouteMatch{}, "prefix", "path", "safe_regex", "path_separated_prefix",
 		"case_sensitive", "headers", "query_parameters")
-	support(&routev3.HeaderMatcher{}, "name", "string_match", "present_match", "invert_match",
-		"treat_missing_header_as_empty",
-		"exact_match", "prefix_match", "suffix_match", "contains_match", "safe_regex_match")
 	support(&routev3.QueryParameterMatcher{}, "name", "string_match", "present_match")
-	support(&matcherv3.StringMatcher{}, "exact", "prefix", "suffix", "contains", "safe_regex", "ignore_case")
 	support(&matcherv3.RegexMatcher{}, "regex", "google_re2")
 	support(&matcherv3.RegexMatchAndSubstitute{}, "pattern", "substitution")
 	support(&routev3.RouteAction{}, "cluster", "weighted_clusters", "timeout",

@@ -12,6 +12,8 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+
+	"github.com/skein-mesh/skein/internal/proxy/matcher"
 )
 
 type appendAction uint8
@@ -234,27 +236,10 @@ func modifiableHeader(name string) error {
 		return errors.New("empty header name")
 	case strings.HasPrefix(name, ":") || strings.EqualFold(name, "host"):
 		return fmt.Errorf("header %q cannot be modified", name)
-	case !validHeaderName(name):
+	case !matcher.ValidHeaderName(name):
 		return fmt.Errorf("invalid header name %q", name)
 	}
 	return nil
-}
-
-// validHeaderName reports whether name is an RFC 9110 token.
-func validHeaderName(name string) bool {
-	if name == "" {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // compileRegexRewrite compiles a regex_rewrite: every match of the pattern

@@ -4,20 +4,15 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"regexp"
-	"strings"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
+	"github.com/skein-mesh/skein/internal/proxy/matcher"
 )
 
 var (
-	stringMatcherFields = protocheck.Fields(&matcherv3.StringMatcher{}, "exact", "prefix", "suffix", "contains", "safe_regex", "ignore_case")
-	regexFields         = protocheck.Fields(&matcherv3.RegexMatcher{}, "regex", "google_re2")
-	headerMatcherFields = protocheck.Fields(&routev3.HeaderMatcher{}, "name", "exact_match", "safe_regex_match",
-		"present_match", "prefix_match", "suffix_match", "contains_match", "string_match", "invert_match", "treat_missing_header_as_empty")
 	pathMatcherFields     = protocheck.Fields(&matcherv3.PathMatcher{}, "path")
 	metadataMatcherFields = protocheck.Fields(&matcherv3.MetadataMatcher{}, "filter", "path", "value", "invert")
 	valueMatcherFields    = protocheck.Fields(&matcherv3.ValueMatcher{}, "null_match", "double_match", "string_match", "bool_match", "present_match", "list_match", "or_match")
@@ -28,193 +23,51 @@ var (
 type stringKind uint8
 
 const (
-	strExact stringKind = iota
-	strPrefix
-	strSuffix
-	strContains
-	strRegex
+	strOther stringKind = iota
+	strExact
 )
 
-// stringMatcher is a compiled envoy.type.matcher.v3.StringMatcher.
+// stringMatcher is a compiled envoy.type.matcher.v3.StringMatcher: the
+// router's (package matcher), plus an exact pattern spelled out so that
+// principals can be compared without building "spiffe://"+principal.
 type stringMatcher struct {
+	m       matcher.String
 	kind    stringKind
-	fold    bool
-	pattern string // lower-cased for contains with ignore_case
-	re      *regexp.Regexp
+	fold    bool   // strExact: ignore_case
+	pattern string // strExact: the value
 }
 
 func compileString(m *matcherv3.StringMatcher) (stringMatcher, error) {
 	if m == nil {
 		return stringMatcher{}, fmt.Errorf("string matcher is required")
 	}
-	if err := stringMatcherFields.Check(m); err != nil {
+	c, err := matcher.CompileString(m)
+	if err != nil {
 		return stringMatcher{}, err
 	}
-	sm := stringMatcher{fold: m.GetIgnoreCase()}
-	switch p := m.GetMatchPattern().(type) {
-	case *matcherv3.StringMatcher_Exact:
-		sm.kind, sm.pattern = strExact, p.Exact
-	case *matcherv3.StringMatcher_Prefix:
-		sm.kind, sm.pattern = strPrefix, p.Prefix
-	case *matcherv3.StringMatcher_Suffix:
-		sm.kind, sm.pattern = strSuffix, p.Suffix
-	case *matcherv3.StringMatcher_Contains:
-		sm.kind, sm.pattern = strContains, p.Contains
-		if sm.fold {
-			sm.pattern = strings.ToLower(sm.pattern)
-		}
-	case *matcherv3.StringMatcher_SafeRegex:
-		if err := regexFields.Check(p.SafeRegex); err != nil {
-			return sm, fmt.Errorf("safe_regex: %v", err)
-		}
-		expr := "^(?:" + p.SafeRegex.GetRegex() + ")$"
-		if sm.fold {
-			expr = "(?i)" + expr
-		}
-		re, err := regexp.Compile(expr)
-		if err != nil {
-			return sm, fmt.Errorf("safe_regex %q: %v", p.SafeRegex.GetRegex(), err)
-		}
-		sm.kind, sm.re = strRegex, re
-	default:
-		return sm, fmt.Errorf("string matcher needs one of exact, prefix, suffix, contains, safe_regex")
+	sm := stringMatcher{m: c}
+	if v, fold, ok := c.Exact(); ok {
+		sm.kind, sm.fold, sm.pattern = strExact, fold, v
 	}
 	return sm, nil
 }
 
-func (m *stringMatcher) match(s string) bool {
-	switch m.kind {
-	case strExact:
-		if m.fold {
-			return strings.EqualFold(s, m.pattern)
-		}
-		return s == m.pattern
-	case strPrefix:
-		if len(s) < len(m.pattern) {
-			return false
-		}
-		if m.fold {
-			return strings.EqualFold(s[:len(m.pattern)], m.pattern)
-		}
-		return s[:len(m.pattern)] == m.pattern
-	case strSuffix:
-		if len(s) < len(m.pattern) {
-			return false
-		}
-		if m.fold {
-			return strings.EqualFold(s[len(s)-len(m.pattern):], m.pattern)
-		}
-		return s[len(s)-len(m.pattern):] == m.pattern
-	case strContains:
-		if m.fold {
-			return strings.Contains(strings.ToLower(s), m.pattern)
-		}
-		return strings.Contains(s, m.pattern)
-	case strRegex:
-		return m.re.MatchString(s)
-	}
-	return false
-}
+func (m *stringMatcher) match(s string) bool { return m.m.Match(s) }
 
-type headerKind uint8
-
-const (
-	hdrString headerKind = iota
-	hdrPresent
-)
-
-// headerMatcher is a compiled route.v3.HeaderMatcher as RBAC uses it:
-// several values of one header are joined with "," before matching.
-type headerMatcher struct {
-	name          string // canonical header name or a pseudo-header
-	kind          headerKind
-	str           stringMatcher
-	present       bool
-	invert        bool
-	missingIsEmpt bool
-}
+// headerMatcher is a compiled route.v3.HeaderMatcher, matched as the router
+// matches one (package matcher); a rule without an HTTP request (network
+// RBAC) never matches it.
+type headerMatcher struct{ m matcher.Header }
 
 func compileHeader(h *routev3.HeaderMatcher) (headerMatcher, error) {
-	if err := headerMatcherFields.Check(h); err != nil {
-		return headerMatcher{}, err
-	}
-	if h.GetName() == "" {
-		return headerMatcher{}, fmt.Errorf("header matcher: name is required")
-	}
-	hm := headerMatcher{name: h.GetName(), invert: h.GetInvertMatch(), missingIsEmpt: h.GetTreatMissingHeaderAsEmpty()}
-	if !strings.HasPrefix(hm.name, ":") {
-		hm.name = http.CanonicalHeaderKey(hm.name)
-	}
-	var err error
-	switch s := h.GetHeaderMatchSpecifier().(type) {
-	case *routev3.HeaderMatcher_StringMatch:
-		hm.str, err = compileString(s.StringMatch)
-	case *routev3.HeaderMatcher_ExactMatch:
-		hm.str = stringMatcher{kind: strExact, pattern: s.ExactMatch}
-	case *routev3.HeaderMatcher_PrefixMatch:
-		hm.str = stringMatcher{kind: strPrefix, pattern: s.PrefixMatch}
-	case *routev3.HeaderMatcher_SuffixMatch:
-		hm.str = stringMatcher{kind: strSuffix, pattern: s.SuffixMatch}
-	case *routev3.HeaderMatcher_ContainsMatch:
-		hm.str = stringMatcher{kind: strContains, pattern: s.ContainsMatch}
-	case *routev3.HeaderMatcher_SafeRegexMatch:
-		hm.str, err = compileString(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: s.SafeRegexMatch}})
-	case *routev3.HeaderMatcher_PresentMatch:
-		hm.kind, hm.present = hdrPresent, s.PresentMatch
-	case nil:
-		// No specifier: Envoy matches when the header is present.
-		hm.kind, hm.present = hdrPresent, true
-	default:
-		return hm, fmt.Errorf("header matcher %q: %T is not supported", h.GetName(), s)
-	}
+	c, err := matcher.CompileHeader(h)
 	if err != nil {
-		return hm, fmt.Errorf("header matcher %q: %v", h.GetName(), err)
+		return headerMatcher{}, fmt.Errorf("header matcher %q: %v", h.GetName(), err)
 	}
-	return hm, nil
+	return headerMatcher{m: c}, nil
 }
 
-// headerValue returns the value of a header or pseudo-header of r.
-func headerValue(r *http.Request, name string) (string, bool) {
-	switch name {
-	case ":authority":
-		return r.Host, r.Host != ""
-	case ":method":
-		return r.Method, true
-	case ":path":
-		return r.URL.RequestURI(), true
-	case ":scheme":
-		if r.TLS != nil {
-			return "https", true
-		}
-		return "http", true
-	}
-	vs := r.Header[name]
-	switch len(vs) {
-	case 0:
-		return "", false
-	case 1:
-		return vs[0], true
-	}
-	return strings.Join(vs, ","), true
-}
-
-func (m *headerMatcher) match(r *http.Request) bool {
-	if r == nil {
-		return false
-	}
-	v, ok := headerValue(r, m.name)
-	if !ok && m.missingIsEmpt {
-		v, ok = "", true
-	}
-	var res bool
-	switch m.kind {
-	case hdrPresent:
-		res = ok == m.present
-	default:
-		res = ok && m.str.match(v)
-	}
-	return res != m.invert
-}
+func (m *headerMatcher) match(r *http.Request) bool { return r != nil && m.m.Match(r) }
 
 func compilePath(p *matcherv3.PathMatcher) (stringMatcher, error) {
 	if err := pathMatcherFields.Check(p); err != nil {

@@ -30,19 +30,42 @@ func Fields(m proto.Message, names ...string) Allowed {
 // Check returns an error naming the first set field of m (in field order)
 // that is not allowed, or that our protos do not know at all.
 func (a Allowed) Check(m proto.Message) error {
+	name, unknown := a.unsupported(m)
+	switch {
+	case name != "":
+		return fmt.Errorf("field %s is not supported yet", name)
+	case unknown:
+		return fmt.Errorf("%s has fields unknown to this proxy", m.ProtoReflect().Descriptor().Name())
+	}
+	return nil
+}
+
+// CheckAs is Check for callers whose errors name the message the way their
+// users know it (what): `unsupported header matcher field "range_match"`.
+func (a Allowed) CheckAs(m proto.Message, what string) error {
+	name, unknown := a.unsupported(m)
+	switch {
+	case name != "":
+		return fmt.Errorf("unsupported %s field %q", what, name)
+	case unknown:
+		return fmt.Errorf("%s has fields unknown to this proxy", what)
+	}
+	return nil
+}
+
+// unsupported finds the first set field of m (in field order) that is not
+// allowed, and whether m carries fields our protos do not know.
+func (a Allowed) unsupported(m proto.Message) (name protoreflect.Name, unknown bool) {
 	msg := m.ProtoReflect()
 	if !msg.IsValid() {
-		return nil
+		return "", false
 	}
 	fields := msg.Descriptor().Fields()
 	for i := 0; i < fields.Len(); i++ {
 		fd := fields.Get(i)
 		if msg.Has(fd) && !a[fd.Name()] {
-			return fmt.Errorf("field %s is not supported yet", fd.Name())
+			return fd.Name(), false
 		}
 	}
-	if len(msg.GetUnknown()) > 0 {
-		return fmt.Errorf("%s has fields unknown to this proxy", msg.Descriptor().Name())
-	}
-	return nil
+	return "", len(msg.GetUnknown()) > 0
 }

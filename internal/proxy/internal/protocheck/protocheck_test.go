@@ -27,3 +27,14 @@ func TestCheck(t *testing.T) {
 	}()
 	Fields(&wrapperspb.BoolValue{}, "no_such_field")
 }
+
+func TestCheckAs(t *testing.T) {
+	allowed := Fields(&corev3.SocketAddress{}, "address", "port_value")
+	if err := allowed.CheckAs(&corev3.SocketAddress{Address: "127.0.0.1"}, "socket address"); err != nil {
+		t.Errorf("allowed field rejected: %v", err)
+	}
+	err := allowed.CheckAs(&corev3.SocketAddress{Ipv4Compat: true}, "socket address")
+	if err == nil || err.Error() != `unsupported socket address field "ipv4_compat"` {
+		t.Errorf("CheckAs = %v, want ipv4_compat named after the message", err)
+	}
+}
