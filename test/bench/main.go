@@ -273,7 +273,10 @@ func run(o options) error {
 	want := func(key string) bool {
 		return o.only == "" || slices.Contains(strings.Split(o.only, ","), key)
 	}
-	paths := []benchPath{{key: "direct", name: "direct", target: "http://" + directAddr + "/"}}
+	// The direct path's app is the reference cost: a bare Go net/http server
+	// answering the same requests, with nothing proxied.
+	paths := []benchPath{{key: "direct", name: "direct", target: "http://" + directAddr + "/",
+		proxies: []proxyRef{{"app alone (Go net/http, reference)", []int{direct.Process.Pid}}}}}
 	if want("skein1") {
 		paths = append(paths, benchPath{key: "skein1", name: "skein: 1 proxy (client sidecar)",
 			target: "http://" + directAddr + "/", proxy: "http://" + clientPod.IP + ":15001",
@@ -311,7 +314,7 @@ func run(o options) error {
 	type costRow struct {
 		path, proxy string
 		vcpu, per1k float64
-		hwm         float64
+		use         procUsage
 	}
 	var costs []costRow
 	tw := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', tabwriter.AlignRight)
@@ -333,7 +336,7 @@ func run(o options) error {
 			if r.n > 0 {
 				per1k = cpu / float64(r.n) * 1000
 			}
-			costs = append(costs, costRow{p.name, pr.name, cpu / elapsed, per1k, a.hwm})
+			costs = append(costs, costRow{p.name, pr.name, cpu / elapsed, per1k, a})
 		}
 		if i == 0 {
 			base = r
@@ -343,11 +346,14 @@ func run(o options) error {
 			ms(r.p(50)-base.p(50)), ms(r.p(90)-base.p(90)), ms(r.p(99)-base.p(99)), ms(r.max()-base.max()))
 	}
 	tw.Flush()
-	fmt.Printf("\nProxy cost at %d rps (CPU from /proc utime+stime; peak RSS = VmHWM, master+worker for nginx):\n", o.rate)
+	fmt.Printf("\nProxy cost at %d rps (CPU from /proc utime+stime; peak RSS = VmHWM; at the end of the run: RSS split into\n"+
+		"private anonymous memory and file-backed pages of the executable (shared via the page cache by every process of the\n"+
+		"same binary), and PSS, which divides shared pages among their users; nginx counts master+worker):\n", o.rate)
 	tw = tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "path\tproxy\tvCPU\tCPU s / 1000 req\tpeak RSS MB\t")
+	fmt.Fprintln(tw, "path\tprocess\tvCPU\tCPU s / 1000 req\tpeak RSS MB\tanon MB\tfile MB\tPSS MB\t")
 	for _, c := range costs {
-		fmt.Fprintf(tw, "%s\t%s\t%.3f\t%.4f\t%.1f\t\n", c.path, c.proxy, c.vcpu, c.per1k, c.hwm/1e6)
+		fmt.Fprintf(tw, "%s\t%s\t%.3f\t%.4f\t%.1f\t%.1f\t%.1f\t%.1f\t\n", c.path, c.proxy, c.vcpu, c.per1k,
+			c.use.hwm/1e6, c.use.anon/1e6, c.use.file/1e6, c.use.pss/1e6)
 	}
 	tw.Flush()
 
@@ -357,7 +363,7 @@ func run(o options) error {
 	fmt.Printf("\nSaturation (closed loop, %d connections back-to-back, %s per path; load generator unpinned, sharing the machine):\n",
 		o.satConns, o.satDuration)
 	tw = tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "path\trps\terrors\tp50\tp99\tproxy vCPU (each)\t")
+	fmt.Fprintln(tw, "path\trps\terrors\tp50\tp99\tvCPU (each process)\t")
 	for _, p := range paths {
 		before := make([]procUsage, len(p.proxies))
 		for j, pr := range p.proxies {

@@ -14,10 +14,18 @@ type procUsage struct {
 	cpu float64 // user+system CPU seconds
 	rss float64 // bytes, now
 	hwm float64 // bytes, peak resident set (VmHWM)
+	// RSS now, split: anonymous (heap, stacks: private to the process)
+	// and file-backed (the executable's code and read-only data, shared
+	// through the page cache with every process running the same binary).
+	anon, file float64
+	// pss is the proportional set size: shared pages divided among the
+	// processes mapping them (smaps_rollup).
+	pss float64
 }
 
 func (a procUsage) add(b procUsage) procUsage {
-	return procUsage{cpu: a.cpu + b.cpu, rss: a.rss + b.rss, hwm: a.hwm + b.hwm}
+	return procUsage{cpu: a.cpu + b.cpu, rss: a.rss + b.rss, hwm: a.hwm + b.hwm,
+		anon: a.anon + b.anon, file: a.file + b.file, pss: a.pss + b.pss}
 }
 
 // readProc reads CPU seconds and memory of one process from /proc.
@@ -49,6 +57,18 @@ func readProc(pid int) (procUsage, error) {
 			u.rss = kb * 1024
 		case "VmHWM:":
 			u.hwm = kb * 1024
+		case "RssAnon:":
+			u.anon = kb * 1024
+		case "RssFile:":
+			u.file = kb * 1024
+		}
+	}
+	if rollup, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid)); err == nil {
+		for _, line := range strings.Split(string(rollup), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "Pss:" {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				u.pss = kb * 1024
+			}
 		}
 	}
 	return u, nil

@@ -49,6 +49,58 @@ type Request struct {
 	Metadata map[string]map[string]any
 	// ResponseFlags collects Envoy response flags set by filters (e.g. "RL").
 	ResponseFlags []string
+
+	// state is Envoy's filter state: values filters keep for the rest of
+	// the request (the tracing span, the peer found by metadata exchange)
+	// that, unlike Metadata, no policy matches on. Inline, since every
+	// request carries a few and a map per request costs allocations.
+	state     [4]stateEntry
+	stateMore []stateEntry
+}
+
+// StateKey names one kind of filter state; compare by identity.
+type StateKey struct{ name string }
+
+// NewStateKey returns a key; name is for debugging.
+func NewStateKey(name string) *StateKey { return &StateKey{name: name} }
+
+func (k *StateKey) String() string { return k.name }
+
+type stateEntry struct {
+	key   *StateKey
+	value any
+}
+
+// SetState records value under k, replacing an earlier one.
+func (r *Request) SetState(k *StateKey, value any) {
+	for i := range r.state {
+		if e := &r.state[i]; e.key == k || e.key == nil {
+			*e = stateEntry{key: k, value: value}
+			return
+		}
+	}
+	for i := range r.stateMore {
+		if r.stateMore[i].key == k {
+			r.stateMore[i].value = value
+			return
+		}
+	}
+	r.stateMore = append(r.stateMore, stateEntry{key: k, value: value})
+}
+
+// State is the value recorded under k, or nil.
+func (r *Request) State(k *StateKey) any {
+	for _, e := range r.state {
+		if e.key == k {
+			return e.value
+		}
+	}
+	for _, e := range r.stateMore {
+		if e.key == k {
+			return e.value
+		}
+	}
+	return nil
 }
 
 // SetMetadata records a value for later filters under the filter's name.

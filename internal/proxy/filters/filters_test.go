@@ -1,6 +1,7 @@
 package filters_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -90,5 +91,32 @@ func TestTypedStructOnlyFilter(t *testing.T) {
 	other, _ := anypb.New(&udpav1.TypedStruct{TypeUrl: "type.googleapis.com/stats.Other", Value: value})
 	if _, err := reg.Build("x", other); err == nil || !strings.Contains(err.Error(), "unknown type") {
 		t.Errorf("unregistered TypedStruct type: err = %v", err)
+	}
+}
+
+func TestFilterStateInlineAndOverflow(t *testing.T) {
+	var r filters.Request
+	keys := make([]*filters.StateKey, 7)
+	for i := range keys {
+		keys[i] = filters.NewStateKey(fmt.Sprint("k", i))
+		r.SetState(keys[i], i)
+	}
+	r.SetState(keys[1], "inline replaced")
+	r.SetState(keys[5], "overflow replaced")
+	want := []any{0, "inline replaced", 2, 3, 4, "overflow replaced", 6}
+	for i, k := range keys {
+		if got := r.State(k); got != want[i] {
+			t.Errorf("State(%s) = %v, want %v", k, got, want[i])
+		}
+	}
+	if got := r.State(filters.NewStateKey("other")); got != nil {
+		t.Errorf("unknown key: %v, want nil", got)
+	}
+	if allocs := testing.AllocsPerRun(100, func() {
+		var q filters.Request
+		q.SetState(keys[0], keys[1])
+		_ = q.State(keys[0])
+	}); allocs != 0 {
+		t.Errorf("inline state allocates %v times per request", allocs)
 	}
 }

@@ -151,14 +151,18 @@ func (ex *exchange) forward(cl *cluster.Cluster) {
 		}
 
 		actx, acancel := ctx, context.CancelFunc(func() {})
+		attemptReq := out // already carries ctx: a first attempt needs no copy
 		if policy.perTry > 0 {
 			actx, acancel = context.WithTimeout(ctx, policy.perTry)
+		}
+		if policy.perTry > 0 || attempt > 1 {
+			attemptReq = out.WithContext(actx)
 		}
 		sent := time.Now()
 		done := ep.Begin()
 		stats.RqTotal.Inc()
 		stats.RqActive.Inc()
-		resp, err := cl.RoundTripper(r.ProtoMajor == 2).RoundTrip(out.WithContext(actx))
+		resp, err := cl.RoundTripper(r.ProtoMajor == 2).RoundTrip(attemptReq)
 		if err != nil {
 			done()
 			release()
@@ -239,7 +243,7 @@ func (ex *exchange) upstreamRequest(ctx context.Context, timeout time.Duration) 
 			out.Header.Set("X-Forwarded-For", remoteIP(r))
 		}
 	} else if out.Header.Get("X-Forwarded-Proto") == "" {
-		out.Header.Set("X-Forwarded-Proto", "http")
+		out.Header["X-Forwarded-Proto"] = forwardedProtoHTTP
 	}
 	if h.generateRequestID && !h.transparent && out.Header.Get("X-Request-Id") == "" {
 		id := newRequestID()
@@ -254,7 +258,7 @@ func (ex *exchange) upstreamRequest(ctx context.Context, timeout time.Duration) 
 	}
 	ex.decision.ApplyRequest(out)
 	if _, ok := out.Header["User-Agent"]; !ok {
-		out.Header.Set("User-Agent", "") // keep Go's transport from adding its own
+		out.Header["User-Agent"] = emptyUserAgent // keep Go's transport from adding its own
 	}
 	// Shared, not copied: the server fills in request trailers at body EOF
 	// and the transport sends them after the body.
@@ -264,6 +268,14 @@ func (ex *exchange) upstreamRequest(ctx context.Context, timeout time.Duration) 
 	}
 	return out
 }
+
+// Header values the proxy sets on every request, shared rather than
+// allocated each time. Header.Add appends to a copy (len == cap), so
+// sharing is safe as long as nothing writes into a value slice in place.
+var (
+	forwardedProtoHTTP = []string{"http"}
+	emptyUserAgent     = []string{""}
+)
 
 // classify maps a transport error to Envoy's local reply. status 0 means the
 // downstream client cancelled. retryOn is the retry condition it meets.

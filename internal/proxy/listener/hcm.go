@@ -364,8 +364,23 @@ func withDefaultPort(host, port string) string {
 	return net.JoinHostPort(host, port)
 }
 
-// connInfo describes the downstream connection of r for filters.
+// connInfo describes the downstream connection of r for filters. A
+// connection the listener accepted computes it once for all its requests.
 func connInfo(r *http.Request) *filters.Conn {
+	if sc, ok := r.Context().Value(servedConnKey{}).(*servedConn); ok {
+		if c := sc.info.Load(); c != nil {
+			return c
+		}
+		c := describeConn(r)
+		sc.info.Store(c)
+		return c
+	}
+	return describeConn(r)
+}
+
+// describeConn reads the connection's addresses and peer identity from r.
+// Filters only read the result.
+func describeConn(r *http.Request) *filters.Conn {
 	c := &filters.Conn{}
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		c.Source = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -39,7 +40,7 @@ func addr(ip string, port uint32) *corev3.Address {
 	}}}
 }
 
-func typed(t *testing.T, m proto.Message) *anypb.Any {
+func typed(t testing.TB, m proto.Message) *anypb.Any {
 	t.Helper()
 	a, err := anypb.New(m)
 	if err != nil {
@@ -48,7 +49,7 @@ func typed(t *testing.T, m proto.Message) *anypb.Any {
 	return a
 }
 
-func filter(t *testing.T, name string, m proto.Message) *listenerv3.Filter {
+func filter(t testing.TB, name string, m proto.Message) *listenerv3.Filter {
 	return &listenerv3.Filter{Name: name, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: typed(t, m)}}
 }
 
@@ -66,7 +67,7 @@ func inlineHCM(cluster string) *hcmv3.HttpConnectionManager {
 	}
 }
 
-func httpListener(t *testing.T, name, ip string, port uint32, hcm *hcmv3.HttpConnectionManager) *listenerv3.Listener {
+func httpListener(t testing.TB, name, ip string, port uint32, hcm *hcmv3.HttpConnectionManager) *listenerv3.Listener {
 	return &listenerv3.Listener{
 		Name:         name,
 		Address:      addr(ip, port),
@@ -74,7 +75,7 @@ func httpListener(t *testing.T, name, ip string, port uint32, hcm *hcmv3.HttpCon
 	}
 }
 
-func staticClusters(t *testing.T, name, hostPort string) *cluster.Manager {
+func staticClusters(t testing.TB, name, hostPort string) *cluster.Manager {
 	t.Helper()
 	host, portText, _ := net.SplitHostPort(hostPort)
 	var port uint32
@@ -93,7 +94,7 @@ func staticClusters(t *testing.T, name, hostPort string) *cluster.Manager {
 	return m
 }
 
-func newManager(t *testing.T, podIP string, clusters Clusters) *Manager {
+func newManager(t testing.TB, podIP string, clusters Clusters) *Manager {
 	t.Helper()
 	m, err := NewManager(Options{PodIP: podIP, Clusters: clusters, Routes: routeMap{}, DrainTimeout: time.Second})
 	if err != nil {
@@ -103,7 +104,7 @@ func newManager(t *testing.T, podIP string, clusters Clusters) *Manager {
 	return m
 }
 
-func freePort(t *testing.T, ip string) uint32 {
+func freePort(t testing.TB, ip string) uint32 {
 	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatal(err)
@@ -365,5 +366,17 @@ func TestRetries(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "attempt 2 ") {
 		t.Errorf("retriable 503: got %d %q, want 200 on attempt 2", resp.StatusCode, body)
+	}
+}
+
+func TestRequestIDIsUUIDv4(t *testing.T) {
+	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	seen := map[string]bool{}
+	for range 100 {
+		id := newRequestID()
+		if !re.MatchString(id) || seen[id] {
+			t.Fatalf("request id %q: want a fresh UUID v4", id)
+		}
+		seen[id] = true
 	}
 }

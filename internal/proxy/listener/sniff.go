@@ -6,11 +6,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/skein-mesh/skein/internal/proxy/filters"
 	"io"
 	"net"
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -219,6 +221,29 @@ type servedConn struct {
 	net.Conn
 	meta connMeta
 	tls  *tls.ConnectionState
+	// chosen memoises the chain picked for this connection under one
+	// listener generation: requests on a kept-alive connection skip the
+	// match until a config update replaces the listener. Atomic because
+	// HTTP/2 serves a connection's streams concurrently.
+	chosen atomic.Pointer[chainChoice]
+	// info is what filters see of the connection, computed on its first
+	// request.
+	info atomic.Pointer[filters.Conn]
+}
+
+type chainChoice struct {
+	l  *Listener
+	fc *filterChain
+}
+
+// chainUnder is the connection's chain under listener l.
+func (c *servedConn) chainUnder(l *Listener, port uint32) *filterChain {
+	if ch := c.chosen.Load(); ch != nil && ch.l == l {
+		return ch.fc
+	}
+	fc := l.selectChain(port, c.meta)
+	c.chosen.Store(&chainChoice{l: l, fc: fc})
+	return fc
 }
 
 func (c *servedConn) CloseWrite() error {

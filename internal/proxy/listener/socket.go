@@ -87,7 +87,7 @@ func (s *socket) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		// so a connection the new config no longer admits (plaintext after
 		// STRICT) gets no more requests through.
 		r.TLS = sc.tls
-		fc := h.l.selectChain(h.port, sc.meta)
+		fc := sc.chainUnder(h.l, h.port)
 		if fc == nil || fc.http == nil || (fc.tls != nil) != (sc.tls != nil) {
 			w.Header().Set("Connection", "close")
 			http.Error(w, "listener no longer serves this connection", http.StatusServiceUnavailable)

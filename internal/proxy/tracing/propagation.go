@@ -219,12 +219,15 @@ func allZero(s string) bool { return strings.Trim(s, "0") == "" }
 
 // newID returns n random bytes as hex, never all zeros.
 func newID(n int) string {
-	b := make([]byte, n)
+	var raw [16]byte
+	var text [32]byte
+	b := raw[:n]
 	for {
 		_, _ = rand.Read(b)
 		for _, x := range b {
 			if x != 0 {
-				return hex.EncodeToString(b)
+				hex.Encode(text[:], b)
+				return string(text[:2*n])
 			}
 		}
 	}

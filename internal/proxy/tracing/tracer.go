@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
@@ -63,6 +64,9 @@ type Tracer struct {
 	client     float64 // client_sampling (x-client-trace-id), percent
 	overall    float64 // overall_sampling, percent
 	maxPathLen int
+	// clusterOps memoises the default operation name per outbound cluster
+	// (cluster name → "host:port/*"), built on the request path otherwise.
+	clusterOps sync.Map
 	tags       []customTag
 	nodeID     string
 	exp        *exporter
@@ -148,7 +152,8 @@ type Span struct {
 	name  string
 }
 
-const metadataKey = "envoy.tracers"
+// spanState keeps the request's span for OnComplete.
+var spanState = filters.NewStateKey("envoy.tracers.span")
 
 // Start begins the span of a request: it reads the incoming context,
 // decides sampling (once, where no decision exists yet, as Envoy does at
@@ -177,7 +182,7 @@ func (t *Tracer) Start(req *filters.Request) {
 		span.name = op
 		r.Header.Del(hDecoratorOperation)
 	}
-	req.SetMetadata(metadataKey, "span", span)
+	req.SetState(spanState, span)
 }
 
 // decide makes a new sampling decision: forced traces first, then random
@@ -217,7 +222,7 @@ func (t *Tracer) OnComplete(info *filters.RequestInfo) {
 	if req == nil {
 		return
 	}
-	s, _ := req.Metadata[metadataKey]["span"].(*Span)
+	s, _ := req.State(spanState).(*Span)
 	if s == nil || !s.ctx.Sampled() || t.exp == nil {
 		return
 	}
@@ -290,9 +295,14 @@ func (t *Tracer) operation(req *filters.Request) string {
 	if d != nil && d.Decorator.GetOperation() != "" {
 		return d.Decorator.GetOperation()
 	}
-	if d != nil {
-		if parts := strings.Split(d.Cluster, "|"); len(parts) == 4 && parts[0] == "outbound" {
-			return parts[3] + ":" + parts[1] + "/*"
+	if d != nil && strings.HasPrefix(d.Cluster, "outbound|") {
+		if op, ok := t.clusterOps.Load(d.Cluster); ok {
+			return op.(string)
+		}
+		if parts := strings.Split(d.Cluster, "|"); len(parts) == 4 {
+			op := parts[3] + ":" + parts[1] + "/*"
+			t.clusterOps.Store(d.Cluster, op) // bounded by the clusters routes name
+			return op
 		}
 	}
 	host := req.HTTP.Host

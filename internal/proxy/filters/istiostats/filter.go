@@ -127,7 +127,8 @@ func (f *Filter) UseStats(store *stats.Store, prefix string) {
 	}
 }
 
-const metaPeer = "peer"
+// peerState is the peer found by the metadata exchange.
+var peerState = filters.NewStateKey(Name + ".peer")
 
 // OnRequest runs the request half of the metadata exchange.
 func (f *Filter) OnRequest(req *filters.Request) *filters.LocalReply {
@@ -136,7 +137,7 @@ func (f *Filter) OnRequest(req *filters.Request) *filters.LocalReply {
 		p := f.peers.get(h.Get(headerPeerMetadata))
 		h.Del(headerPeerMetadata)
 		h.Del(headerPeerMetadataID)
-		req.SetMetadata(Name, metaPeer, p)
+		req.SetState(peerState, p)
 		return nil
 	}
 	// Only in-mesh upstreams get the proxy's identity; a passthrough or
@@ -164,7 +165,7 @@ func (f *Filter) OnResponse(req *filters.Request, status int, h http.Header) {
 	p := f.peers.get(h.Get(headerPeerMetadata))
 	h.Del(headerPeerMetadata)
 	h.Del(headerPeerMetadataID)
-	req.SetMetadata(Name, metaPeer, p)
+	req.SetState(peerState, p)
 }
 
 // OnComplete records the request in Istio's metrics.
@@ -250,7 +251,7 @@ func (f *Filter) labels(info *filters.RequestInfo, v *[numLabels]string) {
 	var r *http.Request
 	var conn *filters.Conn
 	if info.Request != nil {
-		if p, ok := info.Request.Metadata[Name][metaPeer].(*peer); ok {
+		if p, ok := info.Request.State(peerState).(*peer); ok {
 			other = p
 		}
 		r, conn = info.Request.HTTP, info.Request.Conn
