@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -211,6 +212,13 @@ func (s *Server) httpHandler() http.Handler {
 	s.traces.Register(mux)
 	mux.Handle("GET /metrics", s.metrics.handler())
 	mux.HandleFunc("GET /debug/prometheus_sd", s.prometheusSD)
+	// Go's profiler, for finding where the control plane spends CPU and
+	// memory at scale (Istio's istiod serves the same on 15014).
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return mux
 }
 

@@ -440,6 +440,23 @@ func namespacePrincipal(ns string) *rbacv3.Principal {
 		SafeRegex: &matcherv3.RegexMatcher{Regex: ".*/ns/" + seg + "/.*"}}})
 }
 
+// prefixOrAny matches values starting with p; an empty p (Envoy rejects
+// empty prefix patterns) means any non-empty value, as Istio's "*" does.
+func prefixOrAny(p string) *matcherv3.StringMatcher {
+	if p == "" {
+		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: ".+"}}}
+	}
+	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: p}}
+}
+
+// suffixOrAny is prefixOrAny for suffixes.
+func suffixOrAny(s string) *matcherv3.StringMatcher {
+	if s == "" {
+		return prefixOrAny("")
+	}
+	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: s}}
+}
+
 // requestPrincipal matches "<iss>/<sub>" of the verified JWT. The payload
 // holds iss and sub separately, so the pattern is split at its last "/"
 // (subjects have no "/"): "iss/sub", "iss/*", "*/sub", "*".
@@ -460,7 +477,7 @@ func requestPrincipal(v string) *rbacv3.Principal {
 			return md("iss", &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: p}})
 		}
 		return andPrincipals([]*rbacv3.Principal{md("iss", exact(p[:i])),
-			md("sub", &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: p[i+1:]}})})
+			md("sub", prefixOrAny(p[i+1:]))})
 	case strings.HasPrefix(v, "*"):
 		s := strings.TrimPrefix(v, "*")
 		i := strings.LastIndexByte(s, '/')
@@ -468,7 +485,7 @@ func requestPrincipal(v string) *rbacv3.Principal {
 			return md("sub", &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: s}})
 		}
 		return andPrincipals([]*rbacv3.Principal{
-			md("iss", &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: s[:i]}}),
+			md("iss", suffixOrAny(s[:i])),
 			md("sub", exact(s[i+1:]))})
 	}
 	i := strings.LastIndexByte(v, '/')

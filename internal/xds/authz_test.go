@@ -229,6 +229,8 @@ spec:
 		{`from: [{source: {requestPrincipals: ["iss.example/alice"]}}]`, authzReq{claims: map[string]any{"iss": "iss.example", "sub": "alice"}}, authzReq{claims: map[string]any{"iss": "iss.example", "sub": "bob"}}},
 		{`from: [{source: {requestPrincipals: ["https://iss.example/*"]}}]`, authzReq{claims: map[string]any{"iss": "https://iss.example", "sub": "x"}}, authzReq{claims: map[string]any{"iss": "https://other", "sub": "x"}}},
 		{`from: [{source: {requestPrincipals: ["*"]}}]`, authzReq{claims: map[string]any{"iss": "a", "sub": "b"}}, authzReq{}},
+		{`from: [{source: {requestPrincipals: ["*/alice"]}}]`, authzReq{claims: map[string]any{"iss": "https://any.example", "sub": "alice"}}, authzReq{claims: map[string]any{"iss": "https://any.example", "sub": "bob"}}},
+		{`from: [{source: {requestPrincipals: ["https://iss.example/*"]}}]`, authzReq{claims: map[string]any{"iss": "https://iss.example", "sub": "x"}}, authzReq{claims: map[string]any{"iss": "https://iss.example"}}},
 		{`from: [{source: {notRequestPrincipals: ["*"]}}]`, authzReq{}, authzReq{claims: map[string]any{"iss": "a", "sub": "b"}}},
 		{`to: [{operation: {hosts: ["Productpage:9080"]}}]`, authzReq{}, authzReq{host: "other"}},
 		{`to: [{operation: {notHosts: ["*.evil.com"]}}]`, authzReq{}, authzReq{host: "a.evil.com"}},

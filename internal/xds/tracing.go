@@ -3,6 +3,7 @@ package xds
 import (
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -335,17 +336,15 @@ func (g *generator) needCollector(name, addr string) {
 // addTraceCollectors appends the collector clusters tracing needs and the
 // other clusters lack: STATIC for an IP, STRICT_DNS for a name.
 func (g *generator) addTraceCollectors(res *Resources) {
-	have := map[string]bool{}
-	for _, c := range res.Clusters {
-		have[c.GetName()] = true
-	}
 	names := make([]string, 0, len(g.collectors))
 	for n := range g.collectors {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		if have[name] {
+		// A scan, not a set of every cluster name: there are a few
+		// collectors but a thousand clusters, for every proxy of a push.
+		if slices.ContainsFunc(res.Clusters, func(c *clusterv3.Cluster) bool { return c.GetName() == name }) {
 			continue
 		}
 		host, portStr, _ := net.SplitHostPort(g.collectors[name])

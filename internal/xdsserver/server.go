@@ -1,32 +1,25 @@
 // Package xdsserver serves translated config to proxies over ADS (gRPC,
-// state of the world) with go-control-plane. It keeps one snapshot per
-// connected proxy, regenerates them on every push, and records what each
-// proxy was sent and ACKed or NACKed, for proxy-status.
+// state of the world). It keeps one snapshot per connected proxy,
+// regenerates them on every push, marshals each resource once per push for
+// every proxy that shares it, and records what each proxy was sent and
+// ACKed or NACKed, for proxy-status.
 package xdsserver
 
 import (
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
-	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
-	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/skein-mesh/skein/internal/model"
 	"github.com/skein-mesh/skein/internal/xds"
@@ -57,26 +50,24 @@ type Generator func(*model.PushContext, *model.Proxy) *xds.Resources
 
 // Server is the ADS server.
 type Server struct {
-	log      *slog.Logger
-	cache    cachev3.SnapshotCache
-	ads      serverv3.Server
-	generate Generator
-	hashes   hashMemo
+	log        *slog.Logger
+	generate   Generator
+	memos      memos
+	nextStream atomic.Int64
 
 	observer Observer // set before serving; never nil
 
 	mu      sync.Mutex
 	push    *model.PushContext
 	proxies map[string]*proxyState // by node ID
-	streams map[int64]string       // stream ID → node ID
 }
 
 type proxyState struct {
 	proxy       *model.Proxy
 	stream      int64
+	wake        chan<- struct{} // tells the proxy's stream that snap changed
 	connectedAt time.Time
-	hashes      map[string]string // type URL → content hash of what is in the snapshot
-	versions    map[string]string // type URL → version string in the snapshot
+	snap        map[string]*typeSnap // type URL → what the proxy is to have
 	status      map[string]*TypeStatus
 	warnings    []string
 	// pending holds, per type URL whose content changed in a push, when the
@@ -143,29 +134,17 @@ func (t *TypeStatus) State() string {
 
 // New creates a server; call Push before proxies connect to serve config.
 func New(log *slog.Logger, generate Generator) *Server {
-	s := &Server{
+	return &Server{
 		log:      log,
 		generate: generate,
 		observer: nopObserver{},
 		proxies:  map[string]*proxyState{},
-		streams:  map[int64]string{},
 	}
-	s.cache = cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
-	s.ads = serverv3.NewServer(context.Background(), nackAwareCache{SnapshotCache: s.cache, server: s}, serverv3.CallbackFuncs{
-		StreamRequestFunc:  s.onStreamRequest,
-		StreamResponseFunc: s.onStreamResponse,
-		StreamClosedFunc:   s.onStreamClosed,
-	})
-	return s
 }
 
-// Register adds the ADS and per-type discovery services to a gRPC server.
+// Register adds the ADS service to a gRPC server.
 func (s *Server) Register(g *grpc.Server) {
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s.ads)
-	clusterservice.RegisterClusterDiscoveryServiceServer(g, s.ads)
-	listenerservice.RegisterListenerDiscoveryServiceServer(g, s.ads)
-	routeservice.RegisterRouteDiscoveryServiceServer(g, s.ads)
-	endpointservice.RegisterEndpointDiscoveryServiceServer(g, s.ads)
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s)
 }
 
 // Push regenerates every connected proxy's config from pc.
@@ -201,50 +180,67 @@ func (s *Server) PushAt(pc *model.PushContext, changed time.Time) {
 	wg.Wait()
 }
 
-// update builds and installs one proxy's snapshot. Each type keeps its
-// previous version when its content did not change, so proxies are only
-// sent what changed.
+// update builds and installs one proxy's snapshot and wakes its stream.
+// Each type keeps its previous version when its content did not change, so
+// proxies are only sent what changed.
 func (s *Server) update(pc *model.PushContext, ps *proxyState, changed time.Time) {
 	res := s.generate(pc, ps.proxy)
-	byType := map[string][]types.Resource{
+	memo := s.memos.forPush(pc)
+	sets := map[string]*typeSet{}
+	for typ, items := range map[string][]types.Resource{
 		resourcev3.ClusterType:  toResources(res.Clusters),
 		resourcev3.ListenerType: toResources(res.Listeners),
 		resourcev3.RouteType:    toResources(res.Routes),
 		resourcev3.EndpointType: toResources(res.Endpoints),
+	} {
+		ts, err := memo.set(typ, items)
+		if err != nil {
+			s.log.Error("refusing snapshot", "proxy", ps.proxy.ID, "err", err)
+			s.observer.InternalError()
+			return
+		}
+		sets[typ] = ts
 	}
-	snap := &cachev3.Snapshot{}
+	// Checked before it is installed, as go-control-plane's snapshot cache
+	// does: every EDS name a cluster uses and every route a listener uses is
+	// there, and nothing else.
+	err := consistent(sets[resourcev3.ClusterType], sets[resourcev3.EndpointType], "endpoints")
+	if err == nil {
+		err = consistent(sets[resourcev3.ListenerType], sets[resourcev3.RouteType], "route configuration")
+	}
+	if err != nil {
+		s.log.Error("refusing inconsistent snapshot", "proxy", ps.proxy.ID, "err", err)
+		s.observer.InternalError()
+		return
+	}
 	s.mu.Lock()
 	// A type the proxy never subscribed to is never sent; forget such a
 	// change after a while so it does not hold back later measurements.
 	if len(ps.pending) > 0 && !changed.IsZero() && changed.Sub(ps.pendingSince) > time.Minute {
 		clear(ps.pending)
 	}
-	for typ, items := range byType {
-		h := s.hashes.hash(pc, items)
-		if ps.hashes[typ] != h {
-			ps.hashes[typ] = h
-			ps.versions[typ] = fmt.Sprintf("%s-%s", pc.Version, h[:8])
-			if !changed.IsZero() {
-				if len(ps.pending) == 0 {
-					ps.pendingSince = changed
-				}
-				if _, waiting := ps.pending[typ]; !waiting {
-					ps.pending[typ] = changed
-				}
+	for typ, ts := range sets {
+		if old := ps.snap[typ]; old != nil && old.set.hash == ts.hash {
+			continue
+		}
+		ps.snap[typ] = &typeSnap{version: fmt.Sprintf("%s-%s", pc.Version, ts.hash[:8]), set: ts}
+		if !changed.IsZero() {
+			if len(ps.pending) == 0 {
+				ps.pendingSince = changed
+			}
+			if _, waiting := ps.pending[typ]; !waiting {
+				ps.pending[typ] = changed
 			}
 		}
-		snap.Resources[cachev3.GetResponseType(typ)] = cachev3.NewResources(ps.versions[typ], items)
 	}
 	ps.warnings = res.Warnings
+	wake := ps.wake
 	s.mu.Unlock()
-	if err := snap.Consistent(); err != nil {
-		s.log.Error("refusing inconsistent snapshot", "proxy", ps.proxy.ID, "err", err)
-		s.observer.InternalError()
-		return
-	}
-	if err := s.cache.SetSnapshot(context.Background(), ps.proxy.ID, snap); err != nil {
-		s.log.Error("set snapshot", "proxy", ps.proxy.ID, "err", err)
-		s.observer.InternalError()
+	if wake != nil {
+		select {
+		case wake <- struct{}{}:
+		default: // already woken
+		}
 	}
 }
 
@@ -256,95 +252,49 @@ func toResources[T types.Resource](items []T) []types.Resource {
 	return out
 }
 
-// hashMemo remembers each resource's content hash for one push context.
-// Generation shares most resources (the same pointers) between proxies and
-// never mutates one once built, so each is marshalled and hashed once per
-// push instead of once per proxy. A new push context starts a new memo,
-// which also releases the previous push's resources.
-type hashMemo struct {
-	mu sync.Mutex
-	pc *model.PushContext
-	m  *sync.Map // types.Resource → [sha256.Size]byte
-}
-
-func (hm *hashMemo) forPush(pc *model.PushContext) *sync.Map {
-	hm.mu.Lock()
-	defer hm.mu.Unlock()
-	if hm.pc != pc || hm.m == nil {
-		hm.pc, hm.m = pc, &sync.Map{}
-	}
-	return hm.m
-}
-
-// hash is the content hash of items: a digest over each item's digest.
-func (hm *hashMemo) hash(pc *model.PushContext, items []types.Resource) string {
-	memo := hm.forPush(pc)
-	h := sha256.New()
-	for _, it := range items {
-		var d [sha256.Size]byte
-		if v, ok := memo.Load(it); ok {
-			d = v.([sha256.Size]byte)
-		} else {
-			d = hashResource(it)
-			memo.Store(it, d)
-		}
-		h.Write(d[:])
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-func hashResource(it types.Resource) [sha256.Size]byte {
-	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(it)
-	return sha256.Sum256(b)
-}
-
-// onStreamRequest registers a proxy on its first request and records ACKs
-// and NACKs. It runs before go-control-plane opens the watch, so a new
-// proxy's snapshot is in place when the watch is created.
-func (s *Server) onStreamRequest(stream int64, req *discoveryv3.DiscoveryRequest) error {
-	s.mu.Lock()
-	nodeID, known := s.streams[stream]
-	var ps *proxyState
-	if !known {
+// onStreamRequest registers a proxy on its stream's first request (and
+// builds its snapshot, so the first response can go at once) and records
+// ACKs and NACKs.
+func (s *Server) onStreamRequest(st *adsStream, req *discoveryv3.DiscoveryRequest) error {
+	if st.ps == nil {
 		proxy, err := model.ParseNode(req.GetNode())
 		if err != nil {
-			s.mu.Unlock()
 			s.log.Warn("rejecting xDS stream", "err", err)
-			return err
+			return status.Error(codes.InvalidArgument, err.Error())
 		}
-		nodeID = proxy.ID
-		s.streams[stream] = nodeID
-		ps = &proxyState{proxy: proxy, stream: stream, connectedAt: time.Now(),
-			hashes: map[string]string{}, versions: map[string]string{}, status: map[string]*TypeStatus{},
-			pending: map[string]time.Time{}}
-		s.proxies[nodeID] = ps
+		ps := &proxyState{proxy: proxy, stream: st.id, wake: st.wake, connectedAt: time.Now(),
+			snap: map[string]*typeSnap{}, status: map[string]*TypeStatus{}, pending: map[string]time.Time{}}
+		st.ps = ps
+		s.mu.Lock()
+		s.proxies[proxy.ID] = ps
 		pc := s.push
 		s.mu.Unlock()
-		s.log.Info("proxy connected", "proxy", nodeID)
+		s.log.Info("proxy connected", "proxy", proxy.ID)
 		if pc != nil {
 			// A proxy's first config is not a convergence: no change time.
 			s.update(pc, ps, time.Time{})
 		}
-		s.mu.Lock()
 	}
-	ps = s.proxies[nodeID]
-	if ps != nil && req.GetResponseNonce() != "" {
-		st := ps.statusFor(req.GetTypeUrl())
-		if req.GetErrorDetail() != nil {
-			if st.NackError == "" {
-				s.log.Warn("proxy rejected config", "proxy", nodeID, "type", ShortType(req.GetTypeUrl()), "reason", req.GetErrorDetail().GetMessage())
-			}
-			st.NackError = req.GetErrorDetail().GetMessage()
-			st.AckedNonce = req.GetResponseNonce()
-			s.observer.Rejected(req.GetTypeUrl())
-		} else if req.GetResponseNonce() == st.SentNonce {
-			st.NackError = ""
-			st.AckedNonce = req.GetResponseNonce()
-			st.AckedVersion = req.GetVersionInfo()
-			st.AckedAt = time.Now()
+	if req.GetResponseNonce() == "" {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := st.ps
+	st2 := ps.statusFor(req.GetTypeUrl())
+	if req.GetErrorDetail() != nil {
+		if st2.NackError == "" {
+			s.log.Warn("proxy rejected config", "proxy", ps.proxy.ID, "type", ShortType(req.GetTypeUrl()), "reason", req.GetErrorDetail().GetMessage())
 		}
+		st2.NackError = req.GetErrorDetail().GetMessage()
+		st2.AckedNonce = req.GetResponseNonce()
+		s.observer.Rejected(req.GetTypeUrl())
+	} else if req.GetResponseNonce() == st2.SentNonce {
+		st2.NackError = ""
+		st2.AckedNonce = req.GetResponseNonce()
+		st2.AckedVersion = req.GetVersionInfo()
+		st2.AckedAt = time.Now()
 	}
-	s.mu.Unlock()
 	return nil
 }
 
@@ -357,39 +307,35 @@ func (ps *proxyState) statusFor(typeURL string) *TypeStatus {
 	return st
 }
 
-func (s *Server) onStreamResponse(_ context.Context, stream int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+// onStreamResponse records a response about to be sent.
+func (s *Server) onStreamResponse(st *adsStream, resp *discoveryv3.DiscoveryResponse) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ps := s.proxies[s.streams[stream]]
-	if ps == nil {
-		return
-	}
-	st := ps.statusFor(resp.GetTypeUrl())
-	st.SentVersion, st.SentNonce, st.SentAt = resp.GetVersionInfo(), resp.GetNonce(), time.Now()
+	ps := st.ps
+	ts := ps.statusFor(resp.GetTypeUrl())
+	ts.SentVersion, ts.SentNonce, ts.SentAt = resp.GetVersionInfo(), resp.GetNonce(), time.Now()
 	s.observer.Sent(resp.GetTypeUrl())
 	// Only the response carrying the version the push installed counts: an
 	// older version may still be in flight.
-	if _, ok := ps.pending[resp.GetTypeUrl()]; ok && resp.GetVersionInfo() == ps.versions[resp.GetTypeUrl()] {
+	if _, ok := ps.pending[resp.GetTypeUrl()]; ok && resp.GetVersionInfo() == ps.snap[resp.GetTypeUrl()].version {
 		delete(ps.pending, resp.GetTypeUrl())
 		if len(ps.pending) == 0 {
-			s.observer.Converged(st.SentAt.Sub(ps.pendingSince))
+			s.observer.Converged(ts.SentAt.Sub(ps.pendingSince))
 		}
 	}
 }
 
-func (s *Server) onStreamClosed(stream int64, _ *corev3.Node) {
+func (s *Server) onStreamClosed(st *adsStream) {
+	ps := st.ps
+	if ps == nil {
+		return
+	}
 	s.mu.Lock()
-	nodeID := s.streams[stream]
-	delete(s.streams, stream)
-	ps := s.proxies[nodeID]
-	if ps != nil && ps.stream == stream {
-		delete(s.proxies, nodeID)
-		s.cache.ClearSnapshot(nodeID)
+	if s.proxies[ps.proxy.ID] == ps {
+		delete(s.proxies, ps.proxy.ID)
 	}
 	s.mu.Unlock()
-	if nodeID != "" {
-		s.log.Info("proxy disconnected", "proxy", nodeID)
-	}
+	s.log.Info("proxy disconnected", "proxy", ps.proxy.ID)
 }
 
 // ProxyStatus is one connected proxy's sync state.
@@ -446,39 +392,4 @@ func (s *Server) Resources(nodeID string) (*xds.Resources, bool) {
 		return nil, false
 	}
 	return s.generate(pc, ps.proxy), true
-}
-
-// nackAwareCache stops go-control-plane from answering a NACK by resending
-// the version the proxy just rejected (its cache sees the request's old
-// version and responds at once, looping). Like Istio, a rejected version is
-// resent only when config changes: the watch is opened as if the proxy had
-// the rejected version.
-type nackAwareCache struct {
-	cachev3.SnapshotCache
-	server *Server
-}
-
-func (c nackAwareCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, value chan cachev3.Response) (func(), error) {
-	if req.GetErrorDetail() != nil {
-		if v := c.server.rejectedVersion(req.GetNode().GetId(), req.GetTypeUrl(), req.GetResponseNonce()); v != "" {
-			req = proto.Clone(req).(*discoveryv3.DiscoveryRequest)
-			req.VersionInfo = v
-		}
-	}
-	return c.SnapshotCache.CreateWatch(req, sub, value)
-}
-
-// rejectedVersion returns the version sent with nonce, if that is what the
-// proxy last received for typeURL.
-func (s *Server) rejectedVersion(nodeID, typeURL, nonce string) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ps := s.proxies[nodeID]
-	if ps == nil {
-		return ""
-	}
-	if st := ps.status[typeURL]; st != nil && st.SentNonce == nonce {
-		return st.SentVersion
-	}
-	return ""
 }

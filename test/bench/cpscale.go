@@ -5,9 +5,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -22,6 +26,10 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/skein-mesh/skein/internal/apiclient"
@@ -40,7 +48,13 @@ func cpscale(args []string) error {
 	nsvc := fs.Int("services", 1000, "services (one ready pod each)")
 	nproxy := fs.Int("proxies", 2000, "simulated sidecars (ADS streams)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "longest wait for the initial sync and for convergence")
+	pprofDir := fs.String("pprof", "", "write discovery's profiles here: heap after the initial sync and after convergence (heap-sync.pb.gz, heap-converged.pb.gz), CPU over the sync (cpu-sync.pb.gz) and from the change on (cpu-change.pb.gz), and this process's CPU from the change to convergence (sim-cpu-change.pb.gz)")
+	cpuSeconds := fs.Int("pprof-seconds", 10, "length of each CPU profile with -pprof")
 	_ = fs.Parse(args)
+	// The simulated proxies allocate a buffer per response; with the
+	// default GC target the load generator spends much of its share of the
+	// machine in GC assists, on the critical path of every convergence.
+	debug.SetGCPercent(400)
 
 	dir, err := os.MkdirTemp("", "skein-cpscale")
 	if err != nil {
@@ -103,6 +117,8 @@ func cpscale(args []string) error {
 	names := &nameCache{}
 	t1 := time.Now()
 	cpu0, _ := readProc(cpPID)
+	prof := &profiler{dir: *pprofDir, base: "http://" + httpAddr, seconds: *cpuSeconds}
+	prof.cpu("cpu-sync.pb.gz")
 	for i := range clients {
 		c, err := newADSClient(grpcAddr, i, names, &m)
 		if err != nil {
@@ -128,10 +144,13 @@ func cpscale(args []string) error {
 	}
 	syncTime := time.Since(t1)
 	cpu1, _ := readProc(cpPID)
+	prof.wait()
+	prof.heap("heap-sync.pb.gz")
 
 	// One VirtualService change; every proxy's RDS "8080" carries the marker.
 	time.Sleep(2 * time.Second) // quiet: let debounced pushes from the connects settle
 	cpu2, _ := readProc(cpPID)
+	self2, _ := readProc(os.Getpid())
 	marker := fmt.Sprintf("bench-%d", time.Now().UnixNano())
 	vs := map[string]any{"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
 		"metadata": map[string]any{"name": "svc-0", "namespace": "scale"},
@@ -139,6 +158,8 @@ func cpscale(args []string) error {
 			"http": []any{map[string]any{
 				"headers": map[string]any{"request": map[string]any{"set": map[string]any{"x-bench-marker": marker}}},
 				"route":   []any{map[string]any{"destination": map[string]any{"host": "svc-0.scale.svc.cluster.local"}}}}}}}
+	prof.cpu("cpu-change.pb.gz")
+	stopSelf := prof.self("sim-cpu-change.pb.gz")
 	m.arm([]byte(marker))
 	if err := applyDocs(ctx, api, []map[string]any{vs}); err != nil {
 		return err
@@ -152,6 +173,10 @@ func cpscale(args []string) error {
 		}
 	}
 	cpu3, _ := readProc(cpPID)
+	self3, _ := readProc(os.Getpid())
+	stopSelf()
+	prof.heap("heap-converged.pb.gz")
+	prof.wait()
 	lat := make([]time.Duration, len(clients))
 	for i, c := range clients {
 		lat[i] = c.convergedAfter
@@ -162,11 +187,85 @@ func cpscale(args []string) error {
 	fmt.Printf("Skein control plane scale: %d services (1 pod each), %d simulated sidecars (ADS, SotW, ACKing), 1 VirtualService change\n\n", *nsvc, *nproxy)
 	fmt.Printf("store load (%d objects via the config API): %s\n", len(docs), applied.Round(time.Millisecond))
 	fmt.Printf("initial sync, all proxies ACKed CDS+LDS+EDS+RDS: %s (discovery CPU %.1f s)\n", syncTime.Round(time.Millisecond), cpu1.cpu-cpu0.cpu)
-	fmt.Printf("change → ACKed by every proxy: p50 %s  p90 %s  p99 %s  max %s (discovery CPU %.2f s)\n",
-		pct(50).Round(time.Millisecond), pct(90).Round(time.Millisecond), pct(99).Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond), cpu3.cpu-cpu2.cpu)
+	fmt.Printf("change → ACKed by every proxy: p50 %s  p90 %s  p99 %s  max %s (discovery CPU %.2f s, simulated proxies CPU %.2f s)\n",
+		pct(50).Round(time.Millisecond), pct(90).Round(time.Millisecond), pct(99).Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond), cpu3.cpu-cpu2.cpu, self3.cpu-self2.cpu)
 	fmt.Printf("discovery process: RSS %.0f MB now, peak RSS %.0f MB, CPU %.1f s total\n", cpu3.rss/1e6, cpu3.hwm/1e6, cpu3.cpu)
+	if prof.dir != "" {
+		fmt.Printf("profiles in %s (go tool pprof -top %s/heap-converged.pb.gz)\n", prof.dir, prof.dir)
+	}
 	return nil
 }
+
+// profiler fetches discovery's Go profiles from its /debug/pprof endpoints
+// into dir; with no dir it does nothing. Failures are reported, not fatal:
+// the figures matter more than the profiles.
+type profiler struct {
+	dir, base string
+	seconds   int
+	wg        sync.WaitGroup
+}
+
+func (p *profiler) fetch(path, file string) {
+	if err := os.MkdirAll(p.dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "pprof:", err)
+		return
+	}
+	resp, err := http.Get(p.base + path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pprof:", err)
+		return
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: %s", path, resp.Status)
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(p.dir, file), b, 0o644)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pprof:", err)
+	}
+}
+
+// cpu starts a CPU profile of p.seconds in the background.
+func (p *profiler) cpu(file string) {
+	if p.dir == "" {
+		return
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.fetch(fmt.Sprintf("/debug/pprof/profile?seconds=%d", p.seconds), file)
+	}()
+}
+
+// heap writes the live heap (after a GC, so inuse figures are current).
+func (p *profiler) heap(file string) {
+	if p.dir != "" {
+		p.fetch("/debug/pprof/heap?gc=1", file)
+	}
+}
+
+// self profiles this process (the simulated proxies) until the returned
+// function is called.
+func (p *profiler) self(file string) (stop func()) {
+	if p.dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(p.dir, file))
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pprof:", err)
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
+// wait waits for the CPU profile in progress.
+func (p *profiler) wait() { p.wg.Wait() }
 
 func applyDocs(ctx context.Context, api *apiclient.Client, docs []map[string]any) error {
 	const batch = 500
@@ -235,7 +334,7 @@ type adsClient struct {
 
 func newADSClient(addr string, i int, names *nameCache, m *markerState) (*adsClient, error) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.ForceCodecV2(simCodec{})))
 	if err != nil {
 		return nil, err
 	}
@@ -392,4 +491,121 @@ func tail(path string, n int) string {
 		b = b[len(b)-n:]
 	}
 	return string(b)
+}
+
+// simCodec is the simulated proxies' gRPC codec: requests are marshalled
+// as usual, responses are parsed by hand with each resource's bytes
+// aliasing the received message (no per-resource copy). Envoy decodes
+// every resource; here that would put the load generator, not the control
+// plane, on the 2000-proxy critical path of a shared machine, and what
+// the simulation checks (versions, nonces, names, the marker) does not
+// need it. Resources are still decoded where names are needed (edsNames,
+// rdsNames), once per version.
+type simCodec struct{}
+
+func (simCodec) Name() string { return "proto" }
+
+func (simCodec) Marshal(v any) (mem.BufferSlice, error) {
+	b, err := proto.Marshal(v.(proto.Message))
+	if err != nil {
+		return nil, err
+	}
+	return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+}
+
+func (simCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	resp, ok := v.(*discoveryv3.DiscoveryResponse)
+	if !ok {
+		return proto.Unmarshal(data.Materialize(), v.(proto.Message))
+	}
+	b := data.Materialize()
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return protowire.ParseError(n)
+			}
+			b = b[n:]
+			continue
+		}
+		val, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch num {
+		case 1:
+			resp.VersionInfo = string(val)
+		case 2:
+			a, err := parseAny(val)
+			if err != nil {
+				return err
+			}
+			resp.Resources = append(resp.Resources, a)
+		case 4:
+			resp.TypeUrl = string(val)
+		case 5:
+			resp.Nonce = string(val)
+		}
+	}
+	return nil
+}
+
+// parseAny reads a google.protobuf.Any, its value aliasing b.
+func parseAny(b []byte) (*anypb.Any, error) {
+	a := &anypb.Any{}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return nil, protowire.ParseError(n)
+			}
+			b = b[n:]
+			continue
+		}
+		val, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch num {
+		case 1:
+			a.TypeUrl = typeURLs.intern(val)
+		case 2:
+			a.Value = val
+		}
+	}
+	return a, nil
+}
+
+// typeURLs interns the few resource type URLs.
+var typeURLs internTable
+
+type internTable struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (t *internTable) intern(b []byte) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s, ok := t.m[string(b)]; ok {
+		return s
+	}
+	if t.m == nil {
+		t.m = map[string]string{}
+	}
+	s := string(b)
+	t.m[s] = s
+	return s
 }

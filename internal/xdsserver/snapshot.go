@@ -1,0 +1,246 @@
+package xdsserver
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"reflect"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/skein-mesh/skein/internal/model"
+)
+
+// Generation shares most resources (the same pointers) between proxies of a
+// push and never mutates one once built (internal/xds/cache.go). So each
+// resource is marshalled into its Any, hashed and inspected for references
+// once per push, and every stream sends the same *anypb.Any: at 2000
+// proxies × 1000 services, marshalling per stream was half the control
+// plane's CPU, and per-proxy copies of the resource maps most of its memory.
+
+// marshalled is one resource as it goes on the wire.
+type marshalled struct {
+	name   string
+	any    *anypb.Any
+	digest [sha256.Size]byte
+	// refs are the EDS (for a cluster) or RDS (for a listener) names the
+	// resource needs in the same snapshot.
+	refs []string
+	// checkedIn is the last typeSet all refs were found in, so the
+	// consistency check of a shared resource runs once per push, not once
+	// per proxy.
+	checkedIn atomic.Pointer[typeSet]
+}
+
+// typeSet is the content of one resource type for one or more proxies:
+// names sorted, with their resources in the same order. Never mutated once
+// built; proxies whose type has the same content hash share one.
+type typeSet struct {
+	hash  string
+	names []string
+	items []*marshalled
+	anys  []*anypb.Any
+}
+
+// typeSnap is what one proxy has for one type: a version and the content.
+type typeSnap struct {
+	version string
+	set     *typeSet
+}
+
+// pushMemo holds what was computed for one push context.
+type pushMemo struct {
+	pc        *model.PushContext
+	resources sync.Map // types.Resource → *marshalled
+	sets      sync.Map // content hash → *typeSet
+	// lists maps a list of resources, by identity (a digest of the type and
+	// of the pointers in order), to its typeSet: the endpoints and routes of
+	// proxies with the same shared key are the same pointers, so they skip
+	// the per-resource work. Sound because every resource of a list seen
+	// before is held by resources, so no address in it can have been reused.
+	lists sync.Map // [sha256.Size]byte → *typeSet
+	// marshals counts resources marshalled for this push, for tests.
+	marshals atomic.Int64
+}
+
+// memos keeps the memo of the latest push context (and the one before, so
+// a generation still running for the previous push does not evict it).
+type memos struct {
+	mu   sync.Mutex
+	list []*pushMemo // most recent first
+}
+
+func (m *memos) forPush(pc *model.PushContext) *pushMemo {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, pm := range m.list {
+		if pm.pc == pc {
+			return pm
+		}
+	}
+	pm := &pushMemo{pc: pc}
+	m.list = append([]*pushMemo{pm}, m.list...)
+	if len(m.list) > 2 {
+		m.list[2] = nil
+		m.list = m.list[:2]
+	}
+	return pm
+}
+
+// resource marshals r once per push.
+func (pm *pushMemo) resource(typeURL string, r types.Resource) (*marshalled, error) {
+	if v, ok := pm.resources.Load(r); ok {
+		return v.(*marshalled), nil
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("marshal %s %q: %w", ShortType(typeURL), cachev3.GetResourceName(r), err)
+	}
+	pm.marshals.Add(1)
+	m := &marshalled{name: cachev3.GetResourceName(r), any: &anypb.Any{TypeUrl: typeURL, Value: b}, digest: sha256.Sum256(b)}
+	switch typeURL {
+	case resourcev3.ClusterType, resourcev3.ListenerType:
+		refs := cachev3.GetResourceReferences(map[string]types.ResourceWithTTL{m.name: {Resource: r}})
+		for _, names := range refs {
+			for n := range names {
+				m.refs = append(m.refs, n)
+			}
+		}
+		sort.Strings(m.refs)
+	}
+	v, _ := pm.resources.LoadOrStore(r, m)
+	return v.(*marshalled), nil
+}
+
+// set returns the typeSet for items, shared with every proxy whose items of
+// this type have the same content.
+func (pm *pushMemo) set(typeURL string, items []types.Resource) (*typeSet, error) {
+	lh := sha256.New()
+	lh.Write([]byte(typeURL))
+	var b [8]byte
+	for _, it := range items {
+		binary.LittleEndian.PutUint64(b[:], uint64(reflect.ValueOf(it).Pointer()))
+		lh.Write(b[:])
+	}
+	var listKey [sha256.Size]byte
+	lh.Sum(listKey[:0])
+	if v, ok := pm.lists.Load(listKey); ok {
+		return v.(*typeSet), nil
+	}
+	ts, err := pm.build(typeURL, items)
+	if err == nil {
+		pm.lists.Store(listKey, ts)
+	}
+	return ts, err
+}
+
+func (pm *pushMemo) build(typeURL string, items []types.Resource) (*typeSet, error) {
+	ms := make([]*marshalled, len(items))
+	for i, it := range items {
+		m, err := pm.resource(typeURL, it)
+		if err != nil {
+			return nil, err
+		}
+		ms[i] = m
+	}
+	// Sorted by name, the last of equal names wins (as a map would keep).
+	sort.SliceStable(ms, func(i, j int) bool { return ms[i].name < ms[j].name })
+	out := ms[:0]
+	for i, m := range ms {
+		if i+1 < len(ms) && ms[i+1].name == m.name {
+			continue
+		}
+		out = append(out, m)
+	}
+	ms = out
+	h := sha256.New()
+	for _, m := range ms {
+		h.Write(m.digest[:])
+	}
+	hash := hex.EncodeToString(h.Sum(nil))
+	if v, ok := pm.sets.Load(hash); ok {
+		return v.(*typeSet), nil
+	}
+	ts := &typeSet{hash: hash, names: make([]string, len(ms)), items: ms, anys: make([]*anypb.Any, len(ms))}
+	for i, m := range ms {
+		ts.names[i], ts.anys[i] = m.name, m.any
+	}
+	v, _ := pm.sets.LoadOrStore(hash, ts)
+	return v.(*typeSet), nil
+}
+
+func (ts *typeSet) has(name string) bool {
+	i := sort.SearchStrings(ts.names, name)
+	return i < len(ts.names) && ts.names[i] == name
+}
+
+// consistent checks, as go-control-plane's Snapshot.Consistent does, that
+// every name the referring set needs is in target and that target holds
+// nothing else.
+func consistent(referring, target *typeSet, what string) error {
+	if referring == nil || target == nil {
+		return nil
+	}
+	refs := 0
+	for _, m := range referring.items {
+		refs += len(m.refs)
+		if m.checkedIn.Load() == target {
+			continue
+		}
+		for _, r := range m.refs {
+			if !target.has(r) {
+				return fmt.Errorf("%q needs %s %q, which is not in the snapshot", m.name, what, r)
+			}
+		}
+		m.checkedIn.Store(target)
+	}
+	if refs == len(target.names) {
+		return nil // every ref exists, none is left over (refs are distinct or the counts differ)
+	}
+	distinct := map[string]bool{}
+	for _, m := range referring.items {
+		for _, r := range m.refs {
+			distinct[r] = true
+		}
+	}
+	if len(distinct) != len(target.names) {
+		for _, n := range target.names {
+			if !distinct[n] {
+				return fmt.Errorf("%s %q is in the snapshot but nothing refers to it", what, n)
+			}
+		}
+	}
+	return nil
+}
+
+// filter returns the part of ts a subscription to names (sorted) asks for;
+// all of ts (its shared slices) when names covers it.
+func (ts *typeSet) filter(names []string) ([]string, []*anypb.Any) {
+	var idx []int
+	i := 0
+	for _, n := range names {
+		for i < len(ts.names) && ts.names[i] < n {
+			i++
+		}
+		if i < len(ts.names) && ts.names[i] == n {
+			idx = append(idx, i)
+			i++
+		}
+	}
+	if len(idx) == len(ts.names) {
+		return ts.names, ts.anys
+	}
+	outNames, outAnys := make([]string, len(idx)), make([]*anypb.Any, len(idx))
+	for k, j := range idx {
+		outNames[k], outAnys[k] = ts.names[j], ts.anys[j]
+	}
+	return outNames, outAnys
+}
