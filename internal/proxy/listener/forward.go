@@ -101,7 +101,7 @@ func (ex *exchange) log() {
 func (ex *exchange) forward(cl *cluster.Cluster) {
 	d, r := ex.decision, ex.r
 	ex.cluster = cl.Name()
-	policy := parseRetryPolicy(d.RetryPolicy)
+	policy := retryPolicyOf(d.RetryPolicy)
 
 	timeout := routeTimeout(d, r)
 	ctx := r.Context()

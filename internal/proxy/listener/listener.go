@@ -17,6 +17,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -102,7 +104,23 @@ type Listener struct {
 	// sniff is set when chains differ by transport protocol, SNI or ALPN:
 	// connections are then peeked at before a chain is chosen.
 	sniff bool
+
+	// hostChains memoises chainFor: the outbound forward proxy asks for
+	// every request. A listener is immutable, so entries never go stale;
+	// bounded because hosts come from applications (passthrough targets).
+	hostChains     sync.Map // chainKey → *filterChain (nil stored as noChain)
+	hostChainCount atomic.Int32
 }
+
+type chainKey struct {
+	host string
+	port uint32
+}
+
+// maxHostChains bounds hostChains; beyond it lookups are not memoised.
+const maxHostChains = 4096
+
+var noChain = &filterChain{}
 
 // filterChain is one compiled chain: exactly one of http or tcp is set.
 type filterChain struct {
@@ -300,7 +318,22 @@ func compileChain(pc *listenerv3.FilterChain, d *deps) (*filterChain, error) {
 // chainFor picks the chain serving plaintext connections to host:port (the
 // outbound handoff, where the forward proxy knows the target).
 func (l *Listener) chainFor(host string, port uint32) *filterChain {
-	return l.selectChain(port, connMeta{transport: "raw_buffer", plaintextHTTP: true, host: host})
+	key := chainKey{host, port}
+	if fc, ok := l.hostChains.Load(key); ok {
+		if fc == noChain {
+			return nil
+		}
+		return fc.(*filterChain)
+	}
+	fc := l.selectChain(port, connMeta{transport: "raw_buffer", plaintextHTTP: true, host: host})
+	if l.hostChainCount.Add(1) <= maxHostChains {
+		stored := fc
+		if stored == nil {
+			stored = noChain
+		}
+		l.hostChains.Store(key, stored)
+	}
+	return fc
 }
 
 // outboundHostsKey is the filter chain metadata namespace naming the

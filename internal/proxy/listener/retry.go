@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -40,6 +42,32 @@ type retryPolicy struct {
 	perTry       time.Duration
 	hostAttempts int // picks per attempt to avoid previous hosts
 	base, max    time.Duration
+}
+
+// retryPolicies memoises parseRetryPolicy by proto: routes keep their
+// RetryPolicy message for the life of a route table, so each is parsed
+// once rather than per request. Emptied when it grows past a bound, as
+// config updates leave old messages behind.
+var (
+	retryPolicies     sync.Map // *routev3.RetryPolicy → retryPolicy
+	retryPolicyCount  atomic.Int32
+	maxRetryPolicySet = int32(4096)
+)
+
+func retryPolicyOf(p *routev3.RetryPolicy) retryPolicy {
+	if p == nil {
+		return retryPolicy{}
+	}
+	if rp, ok := retryPolicies.Load(p); ok {
+		return rp.(retryPolicy)
+	}
+	rp := parseRetryPolicy(p)
+	if retryPolicyCount.Add(1) > maxRetryPolicySet {
+		retryPolicies.Clear()
+		retryPolicyCount.Store(1)
+	}
+	retryPolicies.Store(p, rp)
+	return rp
 }
 
 func parseRetryPolicy(p *routev3.RetryPolicy) retryPolicy {

@@ -7,8 +7,8 @@
 package tracing
 
 import (
-	"crypto/rand"
 	"encoding/hex"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 )
@@ -218,12 +218,25 @@ func isHex(s string) bool {
 func allZero(s string) bool { return strings.Trim(s, "0") == "" }
 
 // newID returns n random bytes as hex, never all zeros.
+// fillRandom fills b from the goroutine-local ChaCha8 generator: trace and
+// span ids need uniqueness, not secrecy (Envoy uses a non-cryptographic
+// generator too), and this costs no system call.
+func fillRandom(b []byte) {
+	for i := 0; i < len(b); i += 8 {
+		v := rand.Uint64()
+		for j := i; j < len(b) && j < i+8; j++ {
+			b[j] = byte(v)
+			v >>= 8
+		}
+	}
+}
+
 func newID(n int) string {
 	var raw [16]byte
 	var text [32]byte
 	b := raw[:n]
 	for {
-		_, _ = rand.Read(b)
+		fillRandom(b)
 		for _, x := range b {
 			if x != 0 {
 				hex.Encode(text[:], b)
