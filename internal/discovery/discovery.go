@@ -118,6 +118,7 @@ func (s *Server) Run(ctx context.Context) error {
 		grpc.MaxConcurrentStreams(100000),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		s.xds.GRPCServerOption(),
 	)
 	s.xds.Register(g)
 	s.registerCA(g)

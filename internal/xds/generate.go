@@ -2,6 +2,7 @@ package xds
 
 import (
 	"fmt"
+	"slices"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -19,6 +20,11 @@ type Resources struct {
 	Routes    []*routev3.RouteConfiguration
 	Clusters  []*clusterv3.Cluster
 	Endpoints []*endpointv3.ClusterLoadAssignment
+	// SharedClusters is how many of the first Clusters are the ones every
+	// proxy with the same shared key gets (the same pointers, in the same
+	// order; cache.go), so a server can hash and encode them once for all
+	// of those proxies. 0 when an EnvoyFilter changed them.
+	SharedClusters int
 	// Warnings name config that translation could not honour.
 	Warnings []string
 }
@@ -69,9 +75,15 @@ func Generate(pc *model.PushContext, proxy *model.Proxy) *Resources {
 	}
 	res.Clusters = append(res.Clusters, wellKnownClusters(proxy)...)
 	g.addTraceCollectors(res)
-	res.Endpoints = append(res.Endpoints, sh.endpoints...)
+	// The shared endpoints themselves: nothing writes a Resources' Endpoints
+	// in place (reconcileReferences builds a new list), and the capacity
+	// limit makes any append copy.
+	res.Endpoints = sh.endpoints[:len(sh.endpoints):len(sh.endpoints)]
 	g.warnings = append(g.warnings, sh.endpointWarnings...)
 	g.applyEnvoyFilters(res)
+	if len(res.Clusters) >= len(sh.clusters) && slices.Equal(res.Clusters[:len(sh.clusters)], sh.clusters) {
+		res.SharedClusters = len(sh.clusters)
+	}
 	res.Warnings = dedupe(g.warnings)
 	return res
 }

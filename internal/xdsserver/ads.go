@@ -46,7 +46,8 @@ type subscription struct {
 	nonce   string   // of the last response; "" before the first
 	pending bool     // the last response is not answered (ACK or NACK) yet
 	version string   // of the last response
-	sent    []string // names in the last response
+	sentAll bool     // the last response held every resource of its version
+	sent    []string // names in the last response, unless sentAll
 }
 
 func (sub *subscription) setNames(names []string) {
@@ -170,20 +171,43 @@ func (s *Server) respond(st *adsStream) error {
 		if snap == nil || (snap.version == sub.version && !sub.dirty) {
 			continue
 		}
-		names, anys := snap.set.names, snap.set.anys
-		if !sub.wildcard {
-			names, anys = snap.set.filter(sub.nameList())
+		set := snap.set
+		all := sub.wildcard
+		var names []string
+		var items []*marshalled
+		if !all {
+			names, items = set.filter(sub.nameList())
+			all = len(names) == set.size()
 		}
 		sub.dirty = false
-		if snap.version == sub.version && sameNames(names, sub.sent) {
+		if snap.version == sub.version && all == sub.sentAll && (all || sameNames(names, sub.sent)) {
 			continue // a subscription change that does not change what is sent
 		}
 		st.nonce++
-		resp := &discoveryv3.DiscoveryResponse{VersionInfo: snap.version, TypeUrl: typ,
-			Nonce: strconv.FormatInt(st.nonce, 10), Resources: anys}
-		sub.nonce, sub.pending, sub.version, sub.sent = resp.Nonce, true, snap.version, names
-		s.onStreamResponse(st, resp)
-		if err := st.grpc.Send(resp); err != nil {
+		nonce := strconv.FormatInt(st.nonce, 10)
+		sub.nonce, sub.pending, sub.version, sub.sentAll, sub.sent = nonce, true, snap.version, all, names
+		s.onStreamResponse(st, typ, snap.version, nonce)
+		var err error
+		if s.preEncoded.Load() {
+			resp := &encodedResponse{version: snap.version, typeURL: typ, nonce: nonce}
+			if all {
+				resp.chunks = set.chunks()
+			} else {
+				resp.chunks = [][]byte{encodeItems(items)}
+			}
+			err = st.grpc.SendMsg(resp)
+		} else {
+			resp := &discoveryv3.DiscoveryResponse{VersionInfo: snap.version, TypeUrl: typ, Nonce: nonce}
+			if all {
+				resp.Resources = set.flat().anys
+			} else {
+				for _, m := range items {
+					resp.Resources = append(resp.Resources, m.any)
+				}
+			}
+			err = st.grpc.Send(resp)
+		}
+		if err != nil {
 			return err
 		}
 	}

@@ -6,6 +6,7 @@
 package xdsserver
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -15,7 +16,6 @@ import (
 	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -54,6 +54,9 @@ type Server struct {
 	generate   Generator
 	memos      memos
 	nextStream atomic.Int64
+	// preEncoded: the gRPC server has the codec (GRPCServerOption), so
+	// streams send encodedResponses.
+	preEncoded atomic.Bool
 
 	observer Observer // set before serving; never nil
 
@@ -187,24 +190,26 @@ func (s *Server) update(pc *model.PushContext, ps *proxyState, changed time.Time
 	res := s.generate(pc, ps.proxy)
 	memo := s.memos.forPush(pc)
 	sets := map[string]*typeSet{}
-	for typ, items := range map[string][]types.Resource{
-		resourcev3.ClusterType:  toResources(res.Clusters),
-		resourcev3.ListenerType: toResources(res.Listeners),
-		resourcev3.RouteType:    toResources(res.Routes),
-		resourcev3.EndpointType: toResources(res.Endpoints),
-	} {
-		ts, err := memo.set(typ, items)
-		if err != nil {
-			s.log.Error("refusing snapshot", "proxy", ps.proxy.ID, "err", err)
-			s.observer.InternalError()
-			return
-		}
-		sets[typ] = ts
+	var errs [3]error
+	sets[resourcev3.ListenerType], errs[0] = setOf(memo, resourcev3.ListenerType, res.Listeners)
+	sets[resourcev3.RouteType], errs[1] = setOf(memo, resourcev3.RouteType, res.Routes)
+	sets[resourcev3.EndpointType], errs[2] = setOf(memo, resourcev3.EndpointType, res.Endpoints)
+	if err := errors.Join(errs[:]...); err != nil {
+		s.log.Error("refusing snapshot", "proxy", ps.proxy.ID, "err", err)
+		s.observer.InternalError()
+		return
 	}
+	cds, err := memo.clusters(res)
+	if err != nil {
+		s.log.Error("refusing snapshot", "proxy", ps.proxy.ID, "err", err)
+		s.observer.InternalError()
+		return
+	}
+	sets[resourcev3.ClusterType] = cds
 	// Checked before it is installed, as go-control-plane's snapshot cache
 	// does: every EDS name a cluster uses and every route a listener uses is
 	// there, and nothing else.
-	err := consistent(sets[resourcev3.ClusterType], sets[resourcev3.EndpointType], "endpoints")
+	err = consistent(sets[resourcev3.ClusterType], sets[resourcev3.EndpointType], "endpoints")
 	if err == nil {
 		err = consistent(sets[resourcev3.ListenerType], sets[resourcev3.RouteType], "route configuration")
 	}
@@ -244,12 +249,27 @@ func (s *Server) update(pc *model.PushContext, ps *proxyState, changed time.Time
 	}
 }
 
-func toResources[T types.Resource](items []T) []types.Resource {
-	out := make([]types.Resource, len(items))
-	for i, it := range items {
-		out[i] = it
+// clusters returns the CDS set of res: its shared clusters (the same set
+// for every proxy of its shared key, found by identity) composed with its
+// own, so only the proxy's own clusters are marshalled, sorted and hashed
+// per proxy.
+func (pm *pushMemo) clusters(res *xds.Resources) (*typeSet, error) {
+	n := res.SharedClusters
+	if n == 0 || n > len(res.Clusters) {
+		return setOf(pm, resourcev3.ClusterType, res.Clusters)
 	}
-	return out
+	shared, err := setOf(pm, resourcev3.ClusterType, res.Clusters[:n])
+	if err != nil {
+		return nil, err
+	}
+	own, err := setOf(pm, resourcev3.ClusterType, res.Clusters[n:])
+	if err != nil {
+		return nil, err
+	}
+	if ts := pm.compose(shared, own); ts != nil {
+		return ts, nil
+	}
+	return setOf(pm, resourcev3.ClusterType, res.Clusters)
 }
 
 // onStreamRequest registers a proxy on its stream's first request (and
@@ -308,17 +328,17 @@ func (ps *proxyState) statusFor(typeURL string) *TypeStatus {
 }
 
 // onStreamResponse records a response about to be sent.
-func (s *Server) onStreamResponse(st *adsStream, resp *discoveryv3.DiscoveryResponse) {
+func (s *Server) onStreamResponse(st *adsStream, typeURL, version, nonce string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ps := st.ps
-	ts := ps.statusFor(resp.GetTypeUrl())
-	ts.SentVersion, ts.SentNonce, ts.SentAt = resp.GetVersionInfo(), resp.GetNonce(), time.Now()
-	s.observer.Sent(resp.GetTypeUrl())
+	ts := ps.statusFor(typeURL)
+	ts.SentVersion, ts.SentNonce, ts.SentAt = version, nonce, time.Now()
+	s.observer.Sent(typeURL)
 	// Only the response carrying the version the push installed counts: an
 	// older version may still be in flight.
-	if _, ok := ps.pending[resp.GetTypeUrl()]; ok && resp.GetVersionInfo() == ps.snap[resp.GetTypeUrl()].version {
-		delete(ps.pending, resp.GetTypeUrl())
+	if _, ok := ps.pending[typeURL]; ok && version == ps.snap[typeURL].version {
+		delete(ps.pending, typeURL)
 		if len(ps.pending) == 0 {
 			s.observer.Converged(ts.SentAt.Sub(ps.pendingSince))
 		}

@@ -123,7 +123,7 @@ func TestSharedResourcesMarshalledOncePerPush(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
+	g := grpc.NewServer(srv.GRPCServerOption()) // responses pre-encoded, decoded by a plain client
 	srv.Register(g)
 	go g.Serve(lis)
 	defer g.Stop()

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -28,8 +29,11 @@ import (
 
 // marshalled is one resource as it goes on the wire.
 type marshalled struct {
-	name   string
-	any    *anypb.Any
+	name string
+	any  *anypb.Any
+	// wire is the resource as one `resources` entry of a DiscoveryResponse;
+	// any.Value points into it.
+	wire   []byte
 	digest [sha256.Size]byte
 	// refs are the EDS (for a cluster) or RDS (for a listener) names the
 	// resource needs in the same snapshot.
@@ -43,11 +47,90 @@ type marshalled struct {
 // typeSet is the content of one resource type for one or more proxies:
 // names sorted, with their resources in the same order. Never mutated once
 // built; proxies whose type has the same content hash share one.
+//
+// A composite set is the union of parts with distinct names (a proxy's
+// clusters: the outbound ones every proxy of its shared key has, and its
+// own), so the shared part is sorted, hashed and encoded once per push,
+// not once per proxy; its names, items and anys are merged only if a
+// filtered subscription or a plain DiscoveryResponse needs them.
 type typeSet struct {
 	hash  string
-	names []string
-	items []*marshalled
-	anys  []*anypb.Any
+	parts []*typeSet // composite only
+
+	flatOnce sync.Once
+	names    []string
+	items    []*marshalled
+	anys     []*anypb.Any
+
+	wireOnce sync.Once
+	wire     []byte // every item's wire entry, in order
+
+	// refs is the number of references of the items (not composite).
+	refs int
+	// checkedIn is the last set all refs were found in (not composite).
+	checkedIn atomic.Pointer[typeSet]
+}
+
+// flat returns ts with names, items and anys set (ts itself unless it is
+// composite).
+func (ts *typeSet) flat() *typeSet {
+	if ts.parts == nil {
+		return ts
+	}
+	ts.flatOnce.Do(func() {
+		var ms []*marshalled
+		for _, p := range ts.parts {
+			ms = append(ms, p.items...)
+		}
+		sort.Slice(ms, func(i, j int) bool { return ms[i].name < ms[j].name })
+		ts.names, ts.items, ts.anys = make([]string, len(ms)), ms, make([]*anypb.Any, len(ms))
+		for i, m := range ms {
+			ts.names[i], ts.anys[i] = m.name, m.any
+		}
+	})
+	return ts
+}
+
+// chunks returns the encoded `resources` entries of every item of ts, as
+// shared byte slices (one per part).
+func (ts *typeSet) chunks() [][]byte {
+	if ts.parts == nil {
+		return [][]byte{ts.encoded()}
+	}
+	out := make([][]byte, len(ts.parts))
+	for i, p := range ts.parts {
+		out[i] = p.encoded()
+	}
+	return out
+}
+
+func (ts *typeSet) encoded() []byte {
+	ts.wireOnce.Do(func() { ts.wire = encodeItems(ts.items) })
+	return ts.wire
+}
+
+func encodeItems(items []*marshalled) []byte {
+	n := 0
+	for _, m := range items {
+		n += len(m.wire)
+	}
+	b := make([]byte, 0, n)
+	for _, m := range items {
+		b = append(b, m.wire...)
+	}
+	return b
+}
+
+// size is the number of resources in ts.
+func (ts *typeSet) size() int {
+	if ts.parts == nil {
+		return len(ts.names)
+	}
+	n := 0
+	for _, p := range ts.parts {
+		n += len(p.names)
+	}
+	return n
 }
 
 // typeSnap is what one proxy has for one type: a version and the content.
@@ -105,7 +188,8 @@ func (pm *pushMemo) resource(typeURL string, r types.Resource) (*marshalled, err
 		return nil, fmt.Errorf("marshal %s %q: %w", ShortType(typeURL), cachev3.GetResourceName(r), err)
 	}
 	pm.marshals.Add(1)
-	m := &marshalled{name: cachev3.GetResourceName(r), any: &anypb.Any{TypeUrl: typeURL, Value: b}, digest: sha256.Sum256(b)}
+	wire, value := wireAny(typeURL, b)
+	m := &marshalled{name: cachev3.GetResourceName(r), any: &anypb.Any{TypeUrl: typeURL, Value: value}, wire: wire, digest: sha256.Sum256(b)}
 	switch typeURL {
 	case resourcev3.ClusterType, resourcev3.ListenerType:
 		refs := cachev3.GetResourceReferences(map[string]types.ResourceWithTTL{m.name: {Resource: r}})
@@ -123,23 +207,55 @@ func (pm *pushMemo) resource(typeURL string, r types.Resource) (*marshalled, err
 // set returns the typeSet for items, shared with every proxy whose items of
 // this type have the same content.
 func (pm *pushMemo) set(typeURL string, items []types.Resource) (*typeSet, error) {
-	lh := sha256.New()
-	lh.Write([]byte(typeURL))
-	var b [8]byte
-	for _, it := range items {
-		binary.LittleEndian.PutUint64(b[:], uint64(reflect.ValueOf(it).Pointer()))
-		lh.Write(b[:])
-	}
-	var listKey [sha256.Size]byte
-	lh.Sum(listKey[:0])
-	if v, ok := pm.lists.Load(listKey); ok {
+	key := listKey(typeURL, len(items), func(i int) uintptr { return reflect.ValueOf(items[i]).Pointer() })
+	return pm.setByKey(key, typeURL, func() []types.Resource { return items })
+}
+
+// setOf is set for a typed list: a list seen before (every proxy of a
+// shared key has the same pointers) is found without converting it.
+func setOf[E any, P interface {
+	*E
+	types.Resource
+}](pm *pushMemo, typeURL string, items []P) (*typeSet, error) {
+	key := listKey(typeURL, len(items), func(i int) uintptr { return uintptr(unsafe.Pointer(items[i])) })
+	return pm.setByKey(key, typeURL, func() []types.Resource { return toResources(items) })
+}
+
+func (pm *pushMemo) setByKey(key [sha256.Size]byte, typeURL string, items func() []types.Resource) (*typeSet, error) {
+	if v, ok := pm.lists.Load(key); ok {
 		return v.(*typeSet), nil
 	}
-	ts, err := pm.build(typeURL, items)
+	ts, err := pm.build(typeURL, items())
 	if err == nil {
-		pm.lists.Store(listKey, ts)
+		pm.lists.Store(key, ts)
 	}
 	return ts, err
+}
+
+// listKey is the identity of a list of n resources: a digest of the type
+// and of the resources' addresses in order.
+func listKey(typeURL string, n int, ptr func(int) uintptr) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write([]byte(typeURL))
+	var buf [64 * 8]byte
+	for i := 0; i < n; {
+		k := 0
+		for ; k < len(buf) && i < n; k, i = k+8, i+1 {
+			binary.LittleEndian.PutUint64(buf[k:], uint64(ptr(i)))
+		}
+		h.Write(buf[:k])
+	}
+	var key [sha256.Size]byte
+	h.Sum(key[:0])
+	return key
+}
+
+func toResources[T types.Resource](items []T) []types.Resource {
+	out := make([]types.Resource, len(items))
+	for i, it := range items {
+		out[i] = it
+	}
+	return out
 }
 
 func (pm *pushMemo) build(typeURL string, items []types.Resource) (*typeSet, error) {
@@ -172,6 +288,7 @@ func (pm *pushMemo) build(typeURL string, items []types.Resource) (*typeSet, err
 	ts := &typeSet{hash: hash, names: make([]string, len(ms)), items: ms, anys: make([]*anypb.Any, len(ms))}
 	for i, m := range ms {
 		ts.names[i], ts.anys[i] = m.name, m.any
+		ts.refs += len(m.refs)
 	}
 	v, _ := pm.sets.LoadOrStore(hash, ts)
 	return v.(*typeSet), nil
@@ -189,26 +306,39 @@ func consistent(referring, target *typeSet, what string) error {
 	if referring == nil || target == nil {
 		return nil
 	}
+	target = target.flat()
+	parts := referring.parts
+	if parts == nil {
+		parts = []*typeSet{referring}
+	}
 	refs := 0
-	for _, m := range referring.items {
-		refs += len(m.refs)
-		if m.checkedIn.Load() == target {
-			continue
+	for _, p := range parts {
+		refs += p.refs
+		if p.checkedIn.Load() == target {
+			continue // a shared part, already checked for another proxy
 		}
-		for _, r := range m.refs {
-			if !target.has(r) {
-				return fmt.Errorf("%q needs %s %q, which is not in the snapshot", m.name, what, r)
+		for _, m := range p.items {
+			if m.checkedIn.Load() == target {
+				continue
 			}
+			for _, r := range m.refs {
+				if !target.has(r) {
+					return fmt.Errorf("%q needs %s %q, which is not in the snapshot", m.name, what, r)
+				}
+			}
+			m.checkedIn.Store(target)
 		}
-		m.checkedIn.Store(target)
+		p.checkedIn.Store(target)
 	}
 	if refs == len(target.names) {
 		return nil // every ref exists, none is left over (refs are distinct or the counts differ)
 	}
 	distinct := map[string]bool{}
-	for _, m := range referring.items {
-		for _, r := range m.refs {
-			distinct[r] = true
+	for _, p := range parts {
+		for _, m := range p.items {
+			for _, r := range m.refs {
+				distinct[r] = true
+			}
 		}
 	}
 	if len(distinct) != len(target.names) {
@@ -221,9 +351,35 @@ func consistent(referring, target *typeSet, what string) error {
 	return nil
 }
 
+// compose returns the set of shared's and own's resources, shared by every
+// proxy with the same two parts; nil when a name is in both (the caller
+// then builds the whole list, where the later resource wins).
+func (pm *pushMemo) compose(shared, own *typeSet) *typeSet {
+	switch {
+	case len(own.names) == 0:
+		return shared
+	case len(shared.names) == 0:
+		return own
+	}
+	for _, n := range own.names {
+		if shared.has(n) {
+			return nil
+		}
+	}
+	h := sha256.New()
+	h.Write([]byte("composite\n" + shared.hash + "\n" + own.hash))
+	hash := hex.EncodeToString(h.Sum(nil))
+	if v, ok := pm.sets.Load(hash); ok {
+		return v.(*typeSet)
+	}
+	v, _ := pm.sets.LoadOrStore(hash, &typeSet{hash: hash, parts: []*typeSet{shared, own}})
+	return v.(*typeSet)
+}
+
 // filter returns the part of ts a subscription to names (sorted) asks for;
 // all of ts (its shared slices) when names covers it.
-func (ts *typeSet) filter(names []string) ([]string, []*anypb.Any) {
+func (ts *typeSet) filter(names []string) ([]string, []*marshalled) {
+	ts = ts.flat()
 	var idx []int
 	i := 0
 	for _, n := range names {
@@ -236,11 +392,11 @@ func (ts *typeSet) filter(names []string) ([]string, []*anypb.Any) {
 		}
 	}
 	if len(idx) == len(ts.names) {
-		return ts.names, ts.anys
+		return ts.names, ts.items
 	}
-	outNames, outAnys := make([]string, len(idx)), make([]*anypb.Any, len(idx))
+	outNames, outItems := make([]string, len(idx)), make([]*marshalled, len(idx))
 	for k, j := range idx {
-		outNames[k], outAnys[k] = ts.names[j], ts.anys[j]
+		outNames[k], outItems[k] = ts.names[j], ts.items[j]
 	}
-	return outNames, outAnys
+	return outNames, outItems
 }
