@@ -29,6 +29,7 @@ var allowed = map[string][]string{
 	"internal/xds":                  {"internal/config", "internal/model"},
 	"internal/xdsserver":            {"internal/model", "internal/xds"},
 	"internal/telemetry/tracestore": {},
+	"internal/kube":                 {},
 	"internal/discovery": {"internal/ca", "internal/config", "internal/configapi", "internal/configstore",
 		"internal/model", "internal/registry", "internal/telemetry/tracestore", "internal/xds", "internal/xdsserver"},
 	// The data plane knows Envoy protos only, never the control plane.
