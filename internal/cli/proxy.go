@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skein-mesh/skein/internal/proxy"
+	"github.com/skein-mesh/skein/internal/proxy/admin"
 )
 
 func newProxyCmd() *cobra.Command {
@@ -44,6 +45,9 @@ SIGTERM drains: new connections are refused and in-flight requests get 5 s.`,
 				opts.PodName = string(opts.Mode) + "-" + opts.PodIP
 			}
 			opts.Version = Version
+			if opts.AppMetrics, err = admin.ParseAppScrape(os.Getenv("ISTIO_PROMETHEUS_ANNOTATIONS")); err != nil {
+				return err
+			}
 			opts.Logger = slog.Default()
 
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
@@ -68,6 +72,7 @@ SIGTERM drains: new connections are refused and in-flight requests get 5 s.`,
 	f.IntVar(&opts.AdminPort, "admin-port", 15000, "admin port (on the pod IP)")
 	f.IntVar(&opts.HealthPort, "health-port", 15021, "health port serving /healthz/ready (on the pod IP)")
 	f.IntVar(&opts.PrometheusPort, "prometheus-port", 15090, "port serving /stats/prometheus (on the pod IP)")
+	f.IntVar(&opts.MergedMetricsPort, "merged-metrics-port", 15020, "port serving Istio's merged metrics /stats/prometheus: the proxy's and, with ISTIO_PROMETHEUS_ANNOTATIONS, the app's (on the pod IP; -1: off)")
 	f.StringVar(&opts.ClusterID, "cluster-id", "Kubernetes", "cluster id (CLUSTER_ID node metadata)")
 	f.StringVar(&opts.Domain, "domain", "", "proxy DNS domain (default <namespace>.svc.cluster.local)")
 	f.StringVar(&opts.Identity.CAAddress, "ca-address", os.Getenv("CA_ADDR"), "mesh CA gRPC address (host:port) for the workload certificate (default: --discovery-address when --token-file is set)")

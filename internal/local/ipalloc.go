@@ -22,8 +22,8 @@ const (
 )
 
 // proxyPorts are the ports a sidecar or gateway binds on its pod IP (admin,
-// outbound, health, Prometheus stats).
-var proxyPorts = []int{15000, 15001, 15021, 15090}
+// outbound, merged metrics, health, Prometheus stats).
+var proxyPorts = []int{15000, 15001, 15020, 15021, 15090}
 
 // ipAllocator hands out pod and app IPs, skipping addresses already handed
 // out and addresses on which another process (a stray app, another runner)

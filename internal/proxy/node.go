@@ -101,7 +101,7 @@ func (o *Options) validate() error {
 	if o.WorkloadName == "" {
 		o.WorkloadName = WorkloadName(o.PodName, o.Labels)
 	}
-	for _, p := range []int{o.AdminPort, o.HealthPort, o.PrometheusPort} {
+	for _, p := range []int{o.AdminPort, o.HealthPort, o.PrometheusPort, max(o.MergedMetricsPort, 0)} {
 		if p < 0 || p > 65535 {
 			return fmt.Errorf("port %d out of range", p)
 		}

@@ -49,6 +49,12 @@ type Options struct {
 	AdminPort        int    // 15000
 	HealthPort       int    // 15021
 	PrometheusPort   int    // 15090
+	// MergedMetricsPort serves Istio's merged metrics (the agent's 15020:
+	// the proxy's and AppMetrics' in one scrape); negative: not served.
+	MergedMetricsPort int
+	// AppMetrics is the app's own metrics endpoint (at AppIP, else the pod
+	// IP) that the merged endpoint appends; nil: none.
+	AppMetrics *admin.AppScrape
 	// DrainTimeout bounds how long in-flight requests may take at shutdown
 	// and when a listener is removed (default 5 s).
 	DrainTimeout time.Duration
@@ -150,15 +156,24 @@ func Start(ctx context.Context, opts Options) (*Proxy, error) {
 	adminHandler := admin.Handler(admin.Options{
 		Source: p, Stats: p.stats, Version: opts.Version, Started: p.started, Quit: p.Quit, Logger: log,
 	})
-	for _, s := range []struct {
+	type portServer struct {
 		name    string
 		port    int
 		handler http.Handler
-	}{
+	}
+	servers := []portServer{
 		{"admin", opts.AdminPort, adminHandler},
 		{"health", opts.HealthPort, admin.HealthHandler(p)},
 		{"prometheus", opts.PrometheusPort, admin.PrometheusHandler(p.stats)},
-	} {
+	}
+	if opts.MergedMetricsPort >= 0 {
+		appHost := opts.AppIP
+		if appHost == "" {
+			appHost = opts.PodIP
+		}
+		servers = append(servers, portServer{"merged-metrics", opts.MergedMetricsPort, admin.MergedPrometheusHandler(p.stats, opts.AppMetrics, appHost)})
+	}
+	for _, s := range servers {
 		addr := net.JoinHostPort(opts.PodIP, strconv.Itoa(s.port))
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -235,6 +250,10 @@ func (p *Proxy) HealthAddr() string { return p.addrs["health"] }
 
 // PrometheusAddr is the bound Prometheus stats address (host:port).
 func (p *Proxy) PrometheusAddr() string { return p.addrs["prometheus"] }
+
+// MergedMetricsAddr is the bound merged metrics address (host:port); ""
+// when not served.
+func (p *Proxy) MergedMetricsAddr() string { return p.addrs["merged-metrics"] }
 
 // Stats is the proxy's metrics registry.
 func (p *Proxy) Stats() *stats.Store { return p.stats }
