@@ -30,12 +30,15 @@ var allowed = map[string][]string{
 	"internal/xdsserver":            {"internal/model", "internal/xds"},
 	"internal/telemetry/tracestore": {},
 	"internal/kube":                 {},
+	// Istio's injection policy and template: pure functions of k8s.io/api
+	// types, shared by local mode, kube-inject and the webhook.
+	"internal/inject": {},
 	"internal/discovery": {"internal/ca", "internal/config", "internal/configapi", "internal/configstore",
 		"internal/model", "internal/registry", "internal/telemetry/tracestore", "internal/xds", "internal/xdsserver"},
 	// The data plane knows Envoy protos only, never the control plane.
 	"internal/proxy/...":   {"internal/proxy/..."},
 	"internal/dashboard":   {"internal/apiclient", "internal/config", "internal/xdsserver"},
-	"internal/local":       {"internal/apiclient", "internal/config", "internal/dashboard"},
+	"internal/local":       {"internal/apiclient", "internal/config", "internal/dashboard", "internal/inject"},
 	"internal/cli":         {"..."}, // the command line wires everything
 	"samples/bookinfo/...": {},
 	"samples/addons":       {},

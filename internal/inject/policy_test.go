@@ -1,14 +1,14 @@
-package local
+package inject
 
 import "testing"
 
-func TestProxyModeFor(t *testing.T) {
-	enabled := map[string]string{labelNamespaceInjection: "enabled"}
-	disabled := map[string]string{labelNamespaceInjection: "disabled"}
-	revision := map[string]string{labelRevision: "default"}
-	podTrue := map[string]string{keySidecarInject: "true"}
-	podFalse := map[string]string{keySidecarInject: "false"}
-	gateway := map[string]string{annotationTemplates: "gateway"}
+func TestModeFor(t *testing.T) {
+	enabled := map[string]string{LabelNamespaceInjection: "enabled"}
+	disabled := map[string]string{LabelNamespaceInjection: "disabled"}
+	revision := map[string]string{LabelRevision: "default"}
+	podTrue := map[string]string{KeyInject: "true"}
+	podFalse := map[string]string{KeyInject: "false"}
+	gateway := map[string]string{AnnotationTemplates: "gateway"}
 	tests := []struct {
 		name        string
 		namespace   string
@@ -16,31 +16,31 @@ func TestProxyModeFor(t *testing.T) {
 		podLabels   map[string]string
 		annotations map[string]string
 		hostNetwork bool
-		want        proxyMode
+		want        Mode
 	}{
-		{name: "no labels anywhere", want: noProxy},
-		{name: "namespace enabled", nsLabels: enabled, want: sidecarProxy},
-		{name: "namespace revision", nsLabels: revision, want: sidecarProxy},
-		{name: "pod revision label", podLabels: revision, want: sidecarProxy},
-		{name: "namespace disabled", nsLabels: disabled, want: noProxy},
-		{name: "namespace other value", nsLabels: map[string]string{labelNamespaceInjection: "yes"}, want: noProxy},
-		{name: "pod label true without namespace label", podLabels: podTrue, want: sidecarProxy},
-		{name: "pod annotation true without namespace label", annotations: podTrue, want: sidecarProxy},
-		{name: "pod label false in enabled namespace", nsLabels: enabled, podLabels: podFalse, want: noProxy},
-		{name: "pod annotation false in enabled namespace", nsLabels: enabled, annotations: podFalse, want: noProxy},
-		{name: "pod label true in disabled namespace", nsLabels: disabled, podLabels: podTrue, want: noProxy},
-		{name: "label wins over annotation", nsLabels: enabled, podLabels: podTrue, annotations: podFalse, want: sidecarProxy},
-		{name: "label false wins over annotation true", podLabels: podFalse, annotations: podTrue, want: noProxy},
-		{name: "unknown pod value opts out", nsLabels: enabled, podLabels: map[string]string{keySidecarInject: "maybe"}, want: noProxy},
-		{name: "yes and on count as true", podLabels: map[string]string{keySidecarInject: "Yes"}, want: sidecarProxy},
-		{name: "empty pod value uses namespace", nsLabels: enabled, podLabels: map[string]string{keySidecarInject: ""}, want: sidecarProxy},
-		{name: "hostNetwork never", nsLabels: enabled, hostNetwork: true, want: noProxy},
-		{name: "kube-system never", namespace: "kube-system", nsLabels: enabled, podLabels: podTrue, want: noProxy},
-		{name: "gateway template with pod label", podLabels: podTrue, annotations: gateway, want: gatewayProxy},
-		{name: "gateway template in enabled namespace", nsLabels: enabled, annotations: gateway, want: gatewayProxy},
-		{name: "gateway template among others", nsLabels: enabled, annotations: map[string]string{annotationTemplates: "sidecar, gateway"}, want: gatewayProxy},
-		{name: "gateway template but not injected", annotations: gateway, want: noProxy},
-		{name: "gateway template opted out", nsLabels: enabled, podLabels: podFalse, annotations: gateway, want: noProxy},
+		{name: "no labels anywhere", want: None},
+		{name: "namespace enabled", nsLabels: enabled, want: Sidecar},
+		{name: "namespace revision", nsLabels: revision, want: Sidecar},
+		{name: "pod revision label", podLabels: revision, want: Sidecar},
+		{name: "namespace disabled", nsLabels: disabled, want: None},
+		{name: "namespace other value", nsLabels: map[string]string{LabelNamespaceInjection: "yes"}, want: None},
+		{name: "pod label true without namespace label", podLabels: podTrue, want: Sidecar},
+		{name: "pod annotation true without namespace label", annotations: podTrue, want: Sidecar},
+		{name: "pod label false in enabled namespace", nsLabels: enabled, podLabels: podFalse, want: None},
+		{name: "pod annotation false in enabled namespace", nsLabels: enabled, annotations: podFalse, want: None},
+		{name: "pod label true in disabled namespace", nsLabels: disabled, podLabels: podTrue, want: None},
+		{name: "label wins over annotation", nsLabels: enabled, podLabels: podTrue, annotations: podFalse, want: Sidecar},
+		{name: "label false wins over annotation true", podLabels: podFalse, annotations: podTrue, want: None},
+		{name: "unknown pod value opts out", nsLabels: enabled, podLabels: map[string]string{KeyInject: "maybe"}, want: None},
+		{name: "yes and on count as true", podLabels: map[string]string{KeyInject: "Yes"}, want: Sidecar},
+		{name: "empty pod value uses namespace", nsLabels: enabled, podLabels: map[string]string{KeyInject: ""}, want: Sidecar},
+		{name: "hostNetwork never", nsLabels: enabled, hostNetwork: true, want: None},
+		{name: "kube-system never", namespace: "kube-system", nsLabels: enabled, podLabels: podTrue, want: None},
+		{name: "gateway template with pod label", podLabels: podTrue, annotations: gateway, want: Gateway},
+		{name: "gateway template in enabled namespace", nsLabels: enabled, annotations: gateway, want: Gateway},
+		{name: "gateway template among others", nsLabels: enabled, annotations: map[string]string{AnnotationTemplates: "sidecar, gateway"}, want: Gateway},
+		{name: "gateway template but not injected", annotations: gateway, want: None},
+		{name: "gateway template opted out", nsLabels: enabled, podLabels: podFalse, annotations: gateway, want: None},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -48,7 +48,7 @@ func TestProxyModeFor(t *testing.T) {
 			if ns == "" {
 				ns = "default"
 			}
-			got := proxyModeFor(injectionDecision{
+			got := ModeFor(Decision{
 				Namespace: ns, NamespaceLabels: tt.nsLabels, PodLabels: tt.podLabels,
 				PodAnnotations: tt.annotations, HostNetwork: tt.hostNetwork,
 			})
