@@ -59,6 +59,7 @@ func NewRootCmd() *cobra.Command {
 		newApplyCmd(), newGetCmd(), newDeleteCmd(),
 		newUpCmd(),
 		newDashboardCmd(),
+		newKubeInjectCmd(),
 	)
 	return root
 }
