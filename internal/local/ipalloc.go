@@ -13,12 +13,16 @@ import (
 // Pods get their addresses from two /16 blocks of the loopback network, so a
 // pod IP and its app IP share the last two octets (127.1.0.7 ↔ 127.2.0.7),
 // which keeps logs readable. 127.0.0.0/16 is left alone: 127.0.0.1 is where
-// the control plane and the ingress gateway listen.
+// the control plane and the ingress gateway listen. A node agent (`skein
+// node`) takes the next two blocks, so it and a `skein up` on the same
+// machine never hand out the same address even when they probe at once.
 const (
-	podIPBlock    = 1
-	appIPBlock    = 2
-	ipsPerBlock   = 256 * 254 // x.1 … x.254 for every x
-	errNoLoopHint = "on macOS every loopback address must be added first, e.g. `sudo ifconfig lo0 alias %s up`"
+	podIPBlock     = 1
+	appIPBlock     = 2
+	nodePodIPBlock = 3
+	nodeAppIPBlock = 4
+	ipsPerBlock    = 256 * 254 // x.1 … x.254 for every x
+	errNoLoopHint  = "on macOS every loopback address must be added first, e.g. `sudo ifconfig lo0 alias %s up`"
 )
 
 // proxyPorts are the ports a sidecar or gateway binds on its pod IP (admin,
@@ -32,12 +36,20 @@ type ipAllocator struct {
 	mu    sync.Mutex
 	taken map[int]bool // indexes handed out and not yet released
 	next  int          // round-robin cursor, so a released address is not reused at once
+	// podBlock and appBlock are the second octets of pod and app IPs.
+	podBlock, appBlock int
 	// probe reports nil when every port is free on addr; tests replace it.
 	probe func(addr netip.Addr, ports []int) error
 }
 
 func newIPAllocator() *ipAllocator {
-	return &ipAllocator{taken: map[int]bool{}, probe: probePorts}
+	return &ipAllocator{taken: map[int]bool{}, probe: probePorts, podBlock: podIPBlock, appBlock: appIPBlock}
+}
+
+// newNodeIPAllocator is the allocator of a node agent: 127.3.0.0/16 pod
+// IPs, 127.4.0.0/16 app IPs.
+func newNodeIPAllocator() *ipAllocator {
+	return &ipAllocator{taken: map[int]bool{}, probe: probePorts, podBlock: nodePodIPBlock, appBlock: nodeAppIPBlock}
 }
 
 // errAddrBusy marks a probe failure that means "try the next address".
@@ -53,7 +65,7 @@ func (a *ipAllocator) Allocate(withApp bool, ports []int) (podIP, appIP netip.Ad
 		if a.taken[i] {
 			continue
 		}
-		pod := indexToAddr(podIPBlock, i)
+		pod := indexToAddr(a.podBlock, i)
 		if err := a.probe(pod, ports); err != nil {
 			if errors.Is(err, errAddrBusy) {
 				continue
@@ -61,7 +73,7 @@ func (a *ipAllocator) Allocate(withApp bool, ports []int) (podIP, appIP netip.Ad
 			return netip.Addr{}, netip.Addr{}, err
 		}
 		if withApp {
-			app := indexToAddr(appIPBlock, i)
+			app := indexToAddr(a.appBlock, i)
 			if err := a.probe(app, ports); err != nil {
 				if errors.Is(err, errAddrBusy) {
 					continue
@@ -74,12 +86,12 @@ func (a *ipAllocator) Allocate(withApp bool, ports []int) (podIP, appIP netip.Ad
 		a.next = i + 1
 		return pod, appIP, nil
 	}
-	return netip.Addr{}, netip.Addr{}, fmt.Errorf("no free loopback address left in 127.%d.0.0/16", podIPBlock)
+	return netip.Addr{}, netip.Addr{}, fmt.Errorf("no free loopback address left in 127.%d.0.0/16", a.podBlock)
 }
 
 // Release returns a pod's addresses (the app IP follows the pod IP).
 func (a *ipAllocator) Release(podIP netip.Addr) {
-	if i, ok := addrToIndex(podIP); ok {
+	if i, ok := addrToIndex(a.podBlock, podIP); ok {
 		a.mu.Lock()
 		delete(a.taken, i)
 		a.mu.Unlock()
@@ -90,12 +102,12 @@ func indexToAddr(block, i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{127, byte(block), byte(i / 254), byte(i%254 + 1)})
 }
 
-func addrToIndex(a netip.Addr) (int, bool) {
+func addrToIndex(block int, a netip.Addr) (int, bool) {
 	if !a.Is4() {
 		return 0, false
 	}
 	b := a.As4()
-	if b[0] != 127 || b[1] != podIPBlock || b[3] == 0 || b[3] == 255 {
+	if b[0] != 127 || int(b[1]) != block || b[3] == 0 || b[3] == 255 {
 		return 0, false
 	}
 	return int(b[2])*254 + int(b[3]) - 1, true

@@ -102,13 +102,37 @@ func TestIndexToAddrAvoidsNetworkAndBroadcastOctets(t *testing.T) {
 		if got.String() != tt.want {
 			t.Errorf("indexToAddr(%d) = %s, want %s", tt.i, got, tt.want)
 		}
-		if back, ok := addrToIndex(got); !ok || back != tt.i {
+		if back, ok := addrToIndex(podIPBlock, got); !ok || back != tt.i {
 			t.Errorf("addrToIndex(%s) = %d, %v; want %d", got, back, ok, tt.i)
 		}
 	}
 	for _, s := range []string{"127.0.0.1", "127.2.0.1", "10.1.0.1", "127.1.0.0"} {
-		if _, ok := addrToIndex(netip.MustParseAddr(s)); ok {
+		if _, ok := addrToIndex(podIPBlock, netip.MustParseAddr(s)); ok {
 			t.Errorf("addrToIndex(%s) accepted an address outside the pod block", s)
 		}
+	}
+}
+
+func TestNodeIPAllocatorUsesItsOwnBlocks(t *testing.T) {
+	// `skein up` and `skein node` on one machine must never share addresses.
+	local, node := newIPAllocator(), newNodeIPAllocator()
+	for _, a := range []*ipAllocator{local, node} {
+		a.probe = func(netip.Addr, []int) error { return nil }
+	}
+	lp, la, err := local.Allocate(true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	np, na, err := node.Allocate(true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lp.String() != "127.1.0.1" || la.String() != "127.2.0.1" || np.String() != "127.3.0.1" || na.String() != "127.4.0.1" {
+		t.Errorf("local %s/%s node %s/%s; want 127.1.0.1/127.2.0.1 and 127.3.0.1/127.4.0.1", lp, la, np, na)
+	}
+	node.Release(np)
+	node.next = 0
+	if again, _, _ := node.Allocate(false, nil); again != np {
+		t.Errorf("released node address not reusable: got %s, want %s", again, np)
 	}
 }

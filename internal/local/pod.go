@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -23,6 +24,10 @@ type containerState struct {
 	StartedAt    time.Time
 	LastExit     string
 	LastExitAt   time.Time
+	LastExitCode int
+	// Terminated: the container exited and its pod's restart policy does
+	// not restart it (LastExit* describe how).
+	Terminated bool
 	// Reason and Message explain a container that is not running, in
 	// Kubernetes' words (CreateContainerConfigError, CrashLoopBackOff).
 	Reason, Message string
@@ -33,7 +38,22 @@ const (
 	reasonConfigError = "CreateContainerConfigError" // never started: bad spec
 	reasonStartError  = "StartError"                 // never started: exec failed
 	reasonCrashLoop   = "CrashLoopBackOff"           // exited, waiting to restart
+	reasonImage       = "ErrImagePull"               // never started: no program for the image
 )
+
+// imageError is a container whose image the runner has no program for.
+type imageError struct{ msg string }
+
+func (e *imageError) Error() string { return e.msg }
+
+// configReason is the waiting reason of a container that cannot be created.
+func configReason(err error) string {
+	var ie *imageError
+	if errors.As(err, &ie) {
+		return reasonImage
+	}
+	return reasonConfigError
+}
 
 // podState is a pod's current observed state.
 type podState struct {
@@ -59,7 +79,7 @@ func (s podState) equal(o podState) bool {
 	}
 	for i, c := range s.Containers {
 		d := o.Containers[i]
-		if c.Running != d.Running || c.Ready != d.Ready || c.RestartCount != d.RestartCount || c.Reason != d.Reason {
+		if c.Running != d.Running || c.Ready != d.Ready || c.RestartCount != d.RestartCount || c.Reason != d.Reason || c.Terminated != d.Terminated {
 			return false
 		}
 	}
@@ -125,6 +145,7 @@ func startPod(plan *podPlan, logDir string, bo backoff, grace time.Duration, pro
 			LogPath:     filepath.Join(logDir, plan.Namespace, plan.Name, c.Name+".log"),
 			GracePeriod: grace,
 			Backoff:     bo,
+			Restart:     plan.Restart,
 		}
 		proc, err := startProcess(spec, p.log, p.kick)
 		if err != nil {
@@ -175,8 +196,11 @@ func (p *pod) probeLoop(ctx context.Context, startErrs []error) {
 // check probes one running container: the proxy's admin /ready, an app's
 // declared TCP ports.
 func (p *pod) check(ctx context.Context, c containerPlan) bool {
-	if c.IsProxy {
+	if c.IsProxy || c.HTTPProbe != nil {
 		url := "http://" + net.JoinHostPort(c.ProbeIP.String(), strconv.Itoa(adminPort)) + "/ready"
+		if c.HTTPProbe != nil {
+			url = "http://" + net.JoinHostPort(c.ProbeIP.String(), strconv.Itoa(c.HTTPProbe.Port)) + c.HTTPProbe.Path
+		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return false
@@ -186,6 +210,10 @@ func (p *pod) check(ctx context.Context, c containerPlan) bool {
 			return false
 		}
 		resp.Body.Close()
+		if c.HTTPProbe != nil {
+			// Kubernetes' httpGet probe: any 2xx or 3xx succeeds.
+			return resp.StatusCode >= 200 && resp.StatusCode < 400
+		}
 		return resp.StatusCode == http.StatusOK
 	}
 	for _, port := range c.Ports {
@@ -213,14 +241,15 @@ func (p *pod) observe(startErrs []error, ready []bool) podState {
 		cs := containerState{Name: c.Name, IsProxy: c.IsProxy}
 		switch {
 		case c.Err != nil:
-			cs.Reason, cs.Message = reasonConfigError, c.Err.Error()
+			cs.Reason, cs.Message = configReason(c.Err), c.Err.Error()
 		case p.procs[i] == nil:
 			cs.Reason, cs.Message = reasonStartError, fmt.Sprint(startErrs[i])
 		default:
 			ps := p.procs[i].Status()
 			cs.Running, cs.RestartCount, cs.StartedAt = ps.Running, ps.RestartCount, ps.StartedAt
-			cs.LastExit, cs.LastExitAt = ps.LastExit, ps.LastExitAt
-			if !ps.Running {
+			cs.LastExit, cs.LastExitAt, cs.LastExitCode = ps.LastExit, ps.LastExitAt, ps.LastExitCode
+			cs.Terminated = ps.Terminated
+			if !ps.Running && !ps.Terminated {
 				cs.Reason, cs.Message = reasonCrashLoop, "last exit: "+ps.LastExit
 			}
 			cs.Ready = ps.Running && ready != nil && ready[i]

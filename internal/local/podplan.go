@@ -54,6 +54,7 @@ type podPlan struct {
 	// Pod is the Kubernetes Pod as registered in the store, status aside.
 	Pod        *corev1.Pod
 	Containers []containerPlan
+	Restart    restartPolicy
 }
 
 // containerPlan is one process of a pod, or the reason it cannot run.
@@ -65,7 +66,16 @@ type containerPlan struct {
 	Ports   []int // TCP ports that must accept connections for readiness
 	ProbeIP netip.Addr
 	IsProxy bool
-	Err     error // a configuration error: the container is never started
+	// HTTPProbe replaces the default readiness check with the container's
+	// readinessProbe httpGet, when it has one.
+	HTTPProbe *httpProbe
+	Err       error // a configuration error: the container is never started
+}
+
+// httpProbe is a readinessProbe's httpGet on the container's address.
+type httpProbe struct {
+	Port int
+	Path string
 }
 
 // planner turns a Deployment's pod template into a podPlan.

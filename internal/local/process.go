@@ -23,6 +23,28 @@ type processSpec struct {
 	// GracePeriod is how long Stop waits after SIGTERM before SIGKILL.
 	GracePeriod time.Duration
 	Backoff     backoff
+	// Restart is the pod's restartPolicy; the zero value is Always.
+	Restart restartPolicy
+}
+
+// restartPolicy is Kubernetes' pod restartPolicy.
+type restartPolicy int
+
+const (
+	restartAlways restartPolicy = iota
+	restartOnFailure
+	restartNever
+)
+
+// restarts reports whether a run that ended with err is followed by another.
+func (r restartPolicy) restarts(err error) bool {
+	switch r {
+	case restartNever:
+		return false
+	case restartOnFailure:
+		return err != nil
+	}
+	return true
 }
 
 // backoff is CrashLoopBackOff: the delay before a restart starts at Initial
@@ -50,11 +72,14 @@ type processStatus struct {
 	StartedAt    time.Time
 	LastExit     string    // "exit status 1", "signal: killed", a start error…
 	LastExitAt   time.Time // zero until the first exit
+	LastExitCode int       // exit code of the last run (-1: killed by a signal or never started)
 	Waiting      bool      // in backoff before a restart
+	// Terminated: the last run ended and the restart policy starts no other.
+	Terminated bool
 }
 
-// process keeps one program running (Kubernetes restartPolicy Always):
-// every exit, even a clean one, is followed by a restart after a backoff.
+// process keeps one program running as its restart policy says (Always:
+// every exit, even a clean one, is followed by a restart after a backoff).
 // Each run is in its own process group, so Stop reaches the program's
 // children too, and dies with the runner (Pdeathsig on Linux).
 type process struct {
@@ -150,9 +175,17 @@ func (p *process) supervise(cmd *exec.Cmd) {
 			p.status.Pid = 0
 			p.status.LastExit = exitDescription(err)
 			p.status.LastExitAt = time.Now()
+			p.status.LastExitCode = exitCode(err)
 			p.cmd = nil
+			if !p.spec.Restart.restarts(err) {
+				p.status.Terminated = true
+			}
 			p.mu.Unlock()
 			fmt.Fprintf(p.logFile, "---- skein: %s exited: %s\n", time.Now().Format(time.RFC3339), exitDescription(err))
+			if !p.spec.Restart.restarts(err) {
+				p.notify()
+				return
+			}
 		}
 		select {
 		case <-p.stop:
@@ -188,6 +221,19 @@ func (p *process) supervise(cmd *exec.Cmd) {
 			cmd = nil
 		}
 	}
+}
+
+// exitCode is the program's exit status, or -1 when it has none (killed by
+// a signal).
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return -1
 }
 
 func exitDescription(err error) string {
