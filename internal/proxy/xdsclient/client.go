@@ -127,11 +127,18 @@ func (c *Client) Snapshot() *Snapshot { return c.accepted.Load() }
 // Connected reports whether a stream to the control plane is open.
 func (c *Client) Connected() bool { return c.connected.Value() == 1 }
 
+// xdsHTTP2Window is Envoy's default initial stream and connection window.
+const xdsHTTP2Window = 256 << 20
+
 // Run keeps a stream open until ctx ends, reconnecting with exponential
 // backoff. It returns nil when ctx is cancelled.
 func (c *Client) Run(ctx context.Context) error {
 	conn, err := grpc.NewClient(c.opts.Address,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// Envoy's default HTTP/2 windows for its xDS cluster: a large
+		// RouteConfiguration then arrives without a WINDOW_UPDATE round
+		// trip per 64 KB (gRPC-go's start).
+		grpc.WithInitialWindowSize(xdsHTTP2Window), grpc.WithInitialConnWindowSize(xdsHTTP2Window),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff: backoff.Config{
 				BaseDelay:  c.opts.InitialBackoff,
