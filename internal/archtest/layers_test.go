@@ -29,7 +29,7 @@ var allowed = map[string][]string{
 	"internal/xds":                  {"internal/config", "internal/model"},
 	"internal/xdsserver":            {"internal/model", "internal/xds"},
 	"internal/telemetry/tracestore": {},
-	"internal/kube":                 {},
+	"internal/kube":                 {"internal/ca", "internal/config"},
 	// Istio's injection policy and template: pure functions of k8s.io/api
 	// types, shared by local mode, kube-inject and the webhook.
 	"internal/inject": {},
