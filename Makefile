@@ -6,7 +6,7 @@ STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build test lint unit e2e bench bench-setup up fmt clean
+.PHONY: all build test lint unit e2e kube-tools bench bench-setup up fmt clean
 
 all: build
 
@@ -30,6 +30,12 @@ unit:
 ## e2e: real processes on loopback (builds the skein binary itself).
 e2e:
 	$(GO) test -count=1 -timeout 2700s -v ./test/e2e/... 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' ; exit $${PIPESTATUS[0]}
+
+## kube-tools: pre-build etcd, kube-apiserver, kube-controller-manager,
+## kube-scheduler and kubectl for the Kubernetes-mode e2e tests (they build
+## them themselves when missing; cold that takes ~15 min on 2 cores).
+kube-tools:
+	$(GO) run ./test/kubetest/kubetools
 
 ## bench: latency/CPU/RSS figures; never gates CI (docs/performance.md).
 ## BENCH_FLAGS shortens it, e.g. BENCH_FLAGS='-duration 5s -saturation 5s'.
