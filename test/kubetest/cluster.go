@@ -215,8 +215,10 @@ func (c *Cluster) startWithRetry(ctx context.Context, name string, nports int, a
 			return fmt.Errorf("kubetest: %w", err)
 		}
 		c.add(p)
+		began := time.Now()
 		err = c.waitFor(ctx, p, func(ctx context.Context) error { return ready(ctx, ports) })
 		if err == nil {
+			slog.Info("kubetest: component ready", "component", name, "took", time.Since(began).Round(time.Millisecond))
 			return nil
 		}
 		if attempt < attempts && strings.Contains(p.logTail(2000), "address already in use") {
