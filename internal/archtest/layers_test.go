@@ -34,7 +34,7 @@ var allowed = map[string][]string{
 	// types, shared by local mode, kube-inject and the webhook.
 	"internal/inject": {},
 	"internal/discovery": {"internal/ca", "internal/config", "internal/configapi", "internal/configstore",
-		"internal/model", "internal/registry", "internal/telemetry/tracestore", "internal/xds", "internal/xdsserver"},
+		"internal/kube", "internal/model", "internal/registry", "internal/telemetry/tracestore", "internal/xds", "internal/xdsserver"},
 	// The data plane knows Envoy protos only, never the control plane.
 	"internal/proxy/...":   {"internal/proxy/..."},
 	"internal/dashboard":   {"internal/apiclient", "internal/config", "internal/xdsserver"},

@@ -9,10 +9,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skein-mesh/skein/internal/discovery"
+	"github.com/skein-mesh/skein/internal/kube"
 )
 
 func newDiscoveryCmd() *cobra.Command {
-	var opts discovery.Options
+	var (
+		opts       discovery.Options
+		kubeconfig string
+		useKube    bool
+	)
 	cmd := &cobra.Command{
 		Use:   "discovery",
 		Short: "Run the control plane: config store, service registry, CA and xDS server",
@@ -20,6 +25,13 @@ func newDiscoveryCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
+			if kubeconfig != "" || useKube {
+				dc, _, err := kube.Dynamic(kubeconfig)
+				if err != nil {
+					return err
+				}
+				opts.Kube = dc
+			}
 			srv, err := discovery.New(opts, slog.Default())
 			if err != nil {
 				return err
@@ -40,5 +52,7 @@ func newDiscoveryCmd() *cobra.Command {
 	f.StringVar(&opts.CA.TrustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of workload identities")
 	f.DurationVar(&opts.CA.CertTTL, "cert-ttl", 24*time.Hour, "lifetime of workload certificates when the proxy asks for none")
 	f.DurationVar(&opts.CA.MaxCertTTL, "max-cert-ttl", 90*24*time.Hour, "longest workload certificate lifetime a proxy may ask for")
+	f.StringVar(&kubeconfig, "kubeconfig", "", "Kubernetes mode: mirror config from the cluster of this kubeconfig (config API read-only, CA checks tokens with TokenReview)")
+	f.BoolVar(&useKube, "kube", false, "Kubernetes mode with kubectl's credentials: $KUBECONFIG, ~/.kube/config or in-cluster")
 	return cmd
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/skein-mesh/skein/internal/ca"
 	"github.com/skein-mesh/skein/internal/config"
+	"github.com/skein-mesh/skein/internal/kube"
 )
 
 // CAOptions configure the mesh CA the control plane runs (istiod's
@@ -59,7 +60,12 @@ func (s *Server) setupCA() error {
 	if err != nil {
 		return err
 	}
-	auth := &ca.TokenAuthenticator{Tokens: tokens, Pods: s.podServiceAccount}
+	var auth ca.Authenticator = &ca.TokenAuthenticator{Tokens: tokens, Pods: s.podServiceAccount}
+	if s.opts.Kube != nil {
+		// Proxies present service-account tokens the node agent requested
+		// for audience istio-ca; the API server vouches for them.
+		auth = kube.NewTokenReviewAuthenticator(s.opts.Kube, nil, 0)
+	}
 	s.identity = &identity{
 		ca: authority, tokens: tokens, adminToken: admin, tokenTTL: o.TokenTTL,
 		service: ca.NewService(authority, auth, s.log),

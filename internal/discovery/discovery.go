@@ -20,9 +20,10 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"k8s.io/client-go/dynamic"
 
-	"github.com/skein-mesh/skein/internal/configapi"
 	"github.com/skein-mesh/skein/internal/configstore"
+	"github.com/skein-mesh/skein/internal/kube"
 	"github.com/skein-mesh/skein/internal/model"
 	"github.com/skein-mesh/skein/internal/registry"
 	"github.com/skein-mesh/skein/internal/telemetry/tracestore"
@@ -42,6 +43,11 @@ type Options struct {
 	Debounce    time.Duration
 	MaxDebounce time.Duration
 	CA          CAOptions
+	// Kube turns on Kubernetes mode: config is mirrored from the cluster
+	// into an in-memory store (StoreDir then only places the CA), the
+	// config API is read-only and the CA checks service-account tokens
+	// with TokenReviews.
+	Kube dynamic.Interface
 }
 
 func (o *Options) defaults() {
@@ -71,6 +77,7 @@ type Server struct {
 
 	identity *identity
 	metrics  *metrics
+	mirror   *kube.Mirror // Kubernetes mode only
 	// traces is the built-in trace collector (Zipkin and OTLP ingest,
 	// Zipkin query API) on the HTTP port, the default tracing backend.
 	traces *tracestore.Store
@@ -82,7 +89,7 @@ func New(opts Options, log *slog.Logger) (*Server, error) {
 	opts.defaults()
 	var store *configstore.Store
 	var err error
-	if opts.StoreDir == "" {
+	if opts.StoreDir == "" || opts.Kube != nil {
 		store = configstore.OpenMemory()
 	} else if store, err = configstore.Open(opts.StoreDir); err != nil {
 		return nil, fmt.Errorf("open config store: %w", err)
@@ -90,6 +97,9 @@ func New(opts Options, log *slog.Logger) (*Server, error) {
 	s := &Server{opts: opts, log: log, store: store, xds: xdsserver.New(log, xds.Generate), traces: tracestore.New(0)}
 	s.metrics = newMetrics(s.xds)
 	s.xds.SetObserver(s.metrics)
+	if opts.Kube != nil {
+		s.newMirror()
+	}
 	if err := s.setupCA(); err != nil {
 		return nil, err
 	}
@@ -110,6 +120,7 @@ func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
 // Run serves until ctx is cancelled.
 func (s *Server) Run(ctx context.Context) error {
 	s.pushNow()
+	s.runMirror(ctx)
 	changes, unsubscribe := s.store.Subscribe()
 	defer unsubscribe()
 	go s.debouncePushes(ctx, changes)
@@ -203,9 +214,9 @@ func (s *Server) pushAt(changed time.Time) {
 
 func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/api/", s.metrics.countConfigAPI(configapi.NewHandler(s.store, s.log)))
+	mux.Handle("/api/", s.metrics.countConfigAPI(s.configAPI()))
 	s.handleCA(mux)
-	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /ready", s.ready)
 	mux.HandleFunc("GET /debug/syncz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, s.xds.Status())
 	})
