@@ -33,7 +33,7 @@ var allowed = map[string][]string{
 	// Istio's injection policy and template: pure functions of k8s.io/api
 	// types, shared by local mode, kube-inject and the webhook.
 	"internal/inject": {},
-	"internal/discovery": {"internal/ca", "internal/config", "internal/configapi", "internal/configstore",
+	"internal/discovery": {"internal/ca", "internal/config", "internal/configapi", "internal/configstore", "internal/inject",
 		"internal/kube", "internal/model", "internal/registry", "internal/telemetry/tracestore", "internal/xds", "internal/xdsserver"},
 	// The data plane knows Envoy protos only, never the control plane.
 	"internal/proxy/...":   {"internal/proxy/..."},

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skein-mesh/skein/internal/discovery"
+	"github.com/skein-mesh/skein/internal/inject"
 	"github.com/skein-mesh/skein/internal/kube"
 )
 
@@ -52,6 +53,11 @@ func newDiscoveryCmd() *cobra.Command {
 	f.StringVar(&opts.CA.TrustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of workload identities")
 	f.DurationVar(&opts.CA.CertTTL, "cert-ttl", 24*time.Hour, "lifetime of workload certificates when the proxy asks for none")
 	f.DurationVar(&opts.CA.MaxCertTTL, "max-cert-ttl", 90*24*time.Hour, "longest workload certificate lifetime a proxy may ask for")
+	f.StringVar(&opts.Injection.Addr, "injection-addr", "", "serve Istio's sidecar injector webhook (HTTPS /inject, certificate from the mesh CA) on this address, e.g. 0.0.0.0:15017 (empty: off, as in local mode)")
+	f.StringVar(&opts.Injection.Params.DiscoveryAddress, "injection-discovery-address", inject.DefaultDiscoveryAddress, "xDS address (host:port) the webhook gives injected proxies")
+	f.StringVar(&opts.Injection.Params.ProxyImage, "injection-proxy-image", inject.DefaultProxyImage, "image of injected istio-proxy containers")
+	f.StringVar(&opts.Injection.Params.ClusterID, "cluster-id", "Kubernetes", "cluster id given to injected proxies")
+	f.StringSliceVar(&opts.Injection.Hosts, "injection-host", nil, "extra DNS name or IP for the webhook's serving certificate (repeatable), e.g. the host of the webhook url")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "Kubernetes mode: mirror config from the cluster of this kubeconfig (config API read-only, CA checks tokens with TokenReview)")
 	f.BoolVar(&useKube, "kube", false, "Kubernetes mode with kubectl's credentials: $KUBECONFIG, ~/.kube/config or in-cluster")
 	return cmd

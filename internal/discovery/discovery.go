@@ -43,6 +43,7 @@ type Options struct {
 	Debounce    time.Duration
 	MaxDebounce time.Duration
 	CA          CAOptions
+	Injection   InjectionOptions
 	// Kube turns on Kubernetes mode: config is mirrored from the cluster
 	// into an in-memory store (StoreDir then only places the CA), the
 	// config API is read-only and the CA checks service-account tokens
@@ -74,6 +75,11 @@ type Server struct {
 	pushes  atomic.Int64
 	grpcLis net.Listener
 	httpLis net.Listener
+
+	// injectLis and injectCert serve the sidecar injector webhook (nil
+	// when Options.Injection.Addr is empty).
+	injectLis  net.Listener
+	injectCert *servingCert
 
 	identity *identity
 	metrics  *metrics
@@ -110,6 +116,11 @@ func New(opts Options, log *slog.Logger) (*Server, error) {
 		s.grpcLis.Close()
 		return nil, fmt.Errorf("HTTP listener: %w", err)
 	}
+	if err := s.listenInjection(); err != nil {
+		s.grpcLis.Close()
+		s.httpLis.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -135,9 +146,10 @@ func (s *Server) Run(ctx context.Context) error {
 	s.registerCA(g)
 	hs := &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- g.Serve(s.grpcLis) }()
 	go func() { errc <- hs.Serve(s.httpLis) }()
+	stopInjection := s.serveInjection(errc)
 	s.log.Info("control plane serving", "xds", s.GRPCAddr(), "http", s.HTTPAddr(), "store", s.opts.StoreDir)
 
 	var err error
@@ -148,6 +160,7 @@ func (s *Server) Run(ctx context.Context) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = hs.Shutdown(shutdownCtx)
+	stopInjection(shutdownCtx)
 	stopped := make(chan struct{})
 	go func() { g.GracefulStop(); close(stopped) }()
 	select {
