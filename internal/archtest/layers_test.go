@@ -33,12 +33,14 @@ var allowed = map[string][]string{
 	// Istio's injection policy and template: pure functions of k8s.io/api
 	// types, shared by local mode, kube-inject and the webhook.
 	"internal/inject": {},
+	// skein install's manifests and server-side apply (dynamic client).
+	"internal/install": {"internal/config", "internal/inject"},
 	"internal/discovery": {"internal/ca", "internal/config", "internal/configapi", "internal/configstore", "internal/inject",
 		"internal/kube", "internal/model", "internal/registry", "internal/telemetry/tracestore", "internal/xds", "internal/xdsserver"},
 	// The data plane knows Envoy protos only, never the control plane.
 	"internal/proxy/...":   {"internal/proxy/..."},
 	"internal/dashboard":   {"internal/apiclient", "internal/config", "internal/xdsserver"},
-	"internal/local":       {"internal/apiclient", "internal/config", "internal/dashboard", "internal/inject"},
+	"internal/local":       {"internal/apiclient", "internal/config", "internal/dashboard", "internal/inject", "internal/install"},
 	"internal/cli":         {"..."}, // the command line wires everything
 	"samples/bookinfo/...": {},
 	"samples/addons":       {},

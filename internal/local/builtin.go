@@ -1,19 +1,19 @@
 package local
 
 import (
-	"github.com/skein-mesh/skein/internal/config"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/skein-mesh/skein/internal/config"
+	"github.com/skein-mesh/skein/internal/install"
 )
 
 // The ingress gateway `skein up` installs, named as in Istio's default
 // profile so that samples selecting `istio: ingressgateway` work unchanged.
 const (
-	systemNamespace       = "istio-system"
-	ingressName           = "istio-ingressgateway"
-	ingressServiceAccount = "istio-ingressgateway-service-account"
+	systemNamespace       = install.SystemNamespace
+	ingressName           = install.IngressName
+	ingressServiceAccount = install.IngressServiceAccount
 	// annotationBuiltin marks objects `skein up` installed itself, so that
 	// --no-gateway can remove them again without touching a user's own.
 	annotationBuiltin = "local.skein.dev/builtin"
@@ -29,8 +29,8 @@ var builtinGatewayKeys = []config.Key{
 // The egress gateway, as in Istio's demo profile: outbound traffic that a
 // VirtualService sends to it leaves the mesh from its pod IP.
 const (
-	egressName           = "istio-egressgateway"
-	egressServiceAccount = "istio-egressgateway-service-account"
+	egressName           = install.EgressName
+	egressServiceAccount = install.EgressServiceAccount
 )
 
 // builtinEgressKeys are the egress gateway objects systemManifests adds.
@@ -51,47 +51,17 @@ func systemManifests(noGateway bool) []*config.Object {
 	if noGateway {
 		return objs
 	}
-	objs = append(objs, gatewayManifests(egressName, egressServiceAccount, "egressgateway", corev1.ServiceTypeClusterIP)...)
-	return append(objs, gatewayManifests(ingressName, ingressServiceAccount, "ingressgateway", corev1.ServiceTypeLoadBalancer)...)
+	objs = append(objs, gatewayManifests(install.Egress)...)
+	return append(objs, gatewayManifests(install.Ingress)...)
 }
 
-// gatewayManifests returns one gateway's ServiceAccount, Service (Istio's
-// ports: 80 → 8080, 443 → 8443) and Deployment, labelled istio: <istio>.
-func gatewayManifests(name, serviceAccount, istio string, svcType corev1.ServiceType) []*config.Object {
-	labels := map[string]string{"app": name, "istio": istio}
-	builtin := map[string]string{annotationBuiltin: "true"}
-	meta := metav1.ObjectMeta{Name: name, Namespace: systemNamespace, Labels: labels, Annotations: builtin}
-
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: serviceAccount, Namespace: systemNamespace, Labels: labels, Annotations: builtin}}
-	svc := &corev1.Service{
-		ObjectMeta: meta,
-		Spec: corev1.ServiceSpec{
-			Type:     svcType,
-			Selector: labels,
-			Ports: []corev1.ServicePort{
-				{Name: "http2", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP},
-				{Name: "https", Port: 443, TargetPort: intstr.FromInt32(8443), Protocol: corev1.ProtocolTCP},
-			},
-		},
-	}
-	podLabels := map[string]string{"app": name, "istio": istio, keySidecarInject: "true"}
-	one := int32(1)
-	dep := &appsv1.Deployment{
-		ObjectMeta: meta,
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &one,
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{
-					Labels:      podLabels,
-					Annotations: map[string]string{annotationTemplates: gatewayTemplate},
-				},
-				Spec: corev1.PodSpec{
-					ServiceAccountName: serviceAccount,
-					Containers:         []corev1.Container{{Name: proxyContainerName, Image: "auto"}},
-				},
-			},
-		},
+// gatewayManifests returns one gateway's ServiceAccount, Service and
+// Deployment: install's definitions (shared with `skein install`), marked
+// as built in.
+func gatewayManifests(g install.GatewaySpec) []*config.Object {
+	sa, svc, dep := install.Gateway(g, systemNamespace)
+	for _, m := range []*metav1.ObjectMeta{&sa.ObjectMeta, &svc.ObjectMeta, &dep.ObjectMeta} {
+		m.Annotations = map[string]string{annotationBuiltin: "true"}
 	}
 	return []*config.Object{
 		kubeObject("", "ServiceAccount", sa),
