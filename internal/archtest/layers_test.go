@@ -38,9 +38,11 @@ var allowed = map[string][]string{
 	"internal/discovery": {"internal/ca", "internal/config", "internal/configapi", "internal/configstore", "internal/inject",
 		"internal/kube", "internal/model", "internal/registry", "internal/telemetry/tracestore", "internal/xds", "internal/xdsserver"},
 	// The data plane knows Envoy protos only, never the control plane.
-	"internal/proxy/...":   {"internal/proxy/..."},
-	"internal/dashboard":   {"internal/apiclient", "internal/config", "internal/xdsserver"},
-	"internal/local":       {"internal/apiclient", "internal/config", "internal/dashboard", "internal/inject", "internal/install"},
+	"internal/proxy/...": {"internal/proxy/..."},
+	"internal/dashboard": {"internal/apiclient", "internal/config", "internal/xdsserver"},
+	"internal/local":     {"internal/apiclient", "internal/config", "internal/dashboard", "internal/inject", "internal/install"},
+	// The node agent: a virtual kubelet running a cluster's pods with local's runner.
+	"internal/node":        {"internal/local"},
 	"internal/cli":         {"..."}, // the command line wires everything
 	"samples/bookinfo/...": {},
 	"samples/addons":       {},
