@@ -93,6 +93,8 @@ func (a *Agent) mintToken(ctx context.Context, t *projectedToken) error {
 	}
 	req := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec,
+		// The dynamic client puts the subresource under this name.
+		"metadata": map[string]any{"name": sa},
 	}}
 	resp, err := a.dc.Resource(saGVR).Namespace(t.pod.Namespace).Create(ctx, req, metav1.CreateOptions{}, "token")
 	if err != nil {
