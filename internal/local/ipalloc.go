@@ -123,7 +123,15 @@ func probePorts(addr netip.Addr, ports []int) error {
 			l.Close()
 		}
 	}()
+	seen := map[int]bool{}
 	for _, p := range ports {
+		// A port named twice (a declared containerPort that is also a proxy
+		// port, as Istio's template declares 15090) is probed once: binding
+		// it again would fail against our own listener.
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
 		l, err := net.Listen("tcp", net.JoinHostPort(addr.String(), strconv.Itoa(p)))
 		if err != nil {
 			if errors.Is(err, syscall.EADDRNOTAVAIL) {

@@ -136,3 +136,26 @@ func TestNodeIPAllocatorUsesItsOwnBlocks(t *testing.T) {
 		t.Errorf("released node address not reusable: got %s, want %s", again, np)
 	}
 }
+
+// A port listed twice (a containerPort that is also a proxy port) must not
+// make every address look busy.
+func TestProbePortsDuplicatePort(t *testing.T) {
+	addr := netip.MustParseAddr("127.0.0.1")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	if err := probePorts(addr, []int{port, port}); err != nil {
+		t.Fatalf("free port listed twice: %v", err)
+	}
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if err := probePorts(addr, []int{held.Addr().(*net.TCPAddr).Port}); !errors.Is(err, errAddrBusy) {
+		t.Fatalf("held port: %v, want errAddrBusy", err)
+	}
+}
