@@ -311,3 +311,25 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	}
 	return nil
 }
+
+// PluginFiles returns this CA in Istio's plug-in layout (the cacerts
+// Secret's keys), so an in-cluster control plane given them signs under
+// the same root as this one: `skein install` uses it to keep one mesh
+// identity across a laptop control plane and istiod.
+func (c *CA) PluginFiles() (map[string][]byte, error) {
+	keyDER, err := x509.MarshalPKCS8PrivateKey(c.signer)
+	if err != nil {
+		return nil, fmt.Errorf("ca: encoding the signing key: %w", err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.cert.Raw})
+	chain := bytes.Clone(c.chainPEM)
+	if len(chain) == 0 { // self-signed: the chain is the root itself, as Istio writes it
+		chain = certPEM
+	}
+	return map[string][]byte{
+		PluginCACertFile:    certPEM,
+		PluginCAKeyFile:     pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+		PluginRootCertFile:  bytes.Clone(c.rootPEM),
+		PluginCertChainFile: chain,
+	}, nil
+}

@@ -283,3 +283,40 @@ func TestPluginCARefusesMismatchedFiles(t *testing.T) {
 		t.Errorf("empty dir: err = %v", err)
 	}
 }
+
+// A control plane given PluginFiles as its cacerts signs under the
+// original root: what lets skein install hand a laptop CA to istiod.
+func TestPluginFilesRoundTrip(t *testing.T) {
+	self, err := New(Options{Dir: filepath.Join(t.TempDir(), "ca")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := self.PluginFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plugin, err := New(Options{PluginDir: dir})
+	if err != nil {
+		t.Fatalf("loading PluginFiles as a plug-in CA: %v", err)
+	}
+	if !plugin.Root().Equal(self.Root()) {
+		t.Fatal("plug-in CA has a different root")
+	}
+	csr, _ := csrFor(t)
+	chain, err := plugin.Sign(csr, Identity{"ns", "sa"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := parseChain(t, chain)[0]
+	roots := x509.NewCertPool()
+	roots.AddCert(self.Root())
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		t.Fatalf("certificate from the plug-in CA does not verify with the original root: %v", err)
+	}
+}

@@ -60,6 +60,8 @@ func NewRootCmd() *cobra.Command {
 		newUpCmd(),
 		newDashboardCmd(),
 		newKubeInjectCmd(),
+		newInstallCmd(), newManifestCmd(), newUninstallCmd(),
+		newNodeCmd(),
 	)
 	return root
 }

@@ -94,6 +94,17 @@ type promServer struct{ base string }
 
 func startPrometheus(t *testing.T, bin, sdURL string) *promServer {
 	t.Helper()
+	return startPrometheusWith(t, bin, fmt.Sprintf(`- job_name: skein-mesh
+  http_sd_configs:
+  - url: %s
+    refresh_interval: 1s
+`, sdURL))
+}
+
+// startPrometheusWith runs Prometheus with the given scrape_configs list
+// (YAML), scraping every second, and the tutorial's alert rules.
+func startPrometheusWith(t *testing.T, bin, scrapeConfigs string) *promServer {
+	t.Helper()
 	dir := t.TempDir()
 	rules, err := os.ReadFile(filepath.Join(repoRoot, "samples", "addons", "prometheus", "istio.rules.yml"))
 	if err != nil {
@@ -109,11 +120,7 @@ func startPrometheus(t *testing.T, bin, sdURL string) *promServer {
 rule_files:
 - %s
 scrape_configs:
-- job_name: skein-mesh
-  http_sd_configs:
-  - url: %s
-    refresh_interval: 1s
-`, rulesPath, sdURL)
+%s`, rulesPath, scrapeConfigs)
 	cfgPath := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,271 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/skein-mesh/skein/test/kubetest"
+)
+
+// TestKubernetesMesh follows the tutorial on a real cluster: skein install
+// (with the control plane outside the cluster, Istio's external istiod),
+// a skein node that runs the scheduled pods, kubectl create/label/apply of
+// Bookinfo and its gateway, then 100 requests through the ingress
+// gateway's pod. A Prometheus configured with the shipped addon's
+// kubernetes-pods job (pod annotations, no ServiceMonitor) finds every
+// sidecar from the API server, scrapes the merged port 15020, and its
+// istio_requests_total counts equal the requests sent.
+func TestKubernetesMesh(t *testing.T) {
+	promBin := prometheusBinary(t)
+	c := kubetest.StartT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	kubectl := func(stdin string, args ...string) string {
+		t.Helper()
+		var out []byte
+		var err error
+		if stdin != "" {
+			out, err = c.KubectlStdin(ctx, strings.NewReader(stdin), args...)
+		} else {
+			out, err = c.Kubectl(ctx, args...)
+		}
+		if err != nil {
+			t.Fatalf("kubectl %s: %v", strings.Join(args, " "), err)
+		}
+		return string(out)
+	}
+	dir := t.TempDir()
+	caDir := filepath.Join(dir, "ca")
+
+	// The host running the control plane: its own loopback address, so
+	// the webhook URL and the proxies' xDS address name a real host.
+	const host = "127.0.99.1"
+	xds, httpAddr, webhook := host+":15010", host+":15014", host+":15017"
+	start(t, "discovery", "discovery", "--kubeconfig", c.Kubeconfig, "--ca-dir", caDir,
+		"--grpc-addr", xds, "--http-addr", httpAddr,
+		"--injection-addr", webhook, "--injection-discovery-address", xds, "--injection-host", host)
+	eventually(t, 60*time.Second, "discovery ready", func() error {
+		code, body, err := get("http://"+httpAddr+"/ready", nil)
+		if err != nil || code != http.StatusOK {
+			return fmt.Errorf("%d %v %.200s", code, err, body)
+		}
+		return nil
+	})
+
+	out := mustRun(t, "install", "--kubeconfig", c.Kubeconfig, "--external-discovery", xds, "--ca-dir", caDir, "-y")
+	for _, line := range []string{"✔ Istio core installed", "✔ Istiod installed", "✔ Ingress gateways installed", "✔ Installation complete"} {
+		if !strings.Contains(out, line) {
+			t.Errorf("skein install output lacks %q:\n%s", line, out)
+		}
+	}
+	start(t, "node", "node", "--kubeconfig", c.Kubeconfig, "--name", "skein-e2e", "--data-dir", filepath.Join(dir, "node"))
+	kubectl("", "wait", "--for=condition=Ready", "node/skein-e2e", "--timeout=60s")
+
+	// The tutorial's steps, verbatim but for the file's location.
+	kubectl("", "create", "namespace", "bookinfo")
+	kubectl("", "label", "namespace", "bookinfo", "istio-injection=enabled")
+	kubectl("", "apply", "-f", filepath.Join(repoRoot, "samples/bookinfo/platform/kube/bookinfo.yaml"), "-n", "bookinfo")
+	kubectl("", "apply", "-f", filepath.Join(repoRoot, "samples/bookinfo/bookinfo-gateway.yaml"))
+	kubectl("", "wait", "--for=condition=Available", "deployment", "--all", "-n", "istio-system", "--timeout=120s")
+	kubectl("", "wait", "--for=condition=Ready", "pod", "--all", "-n", "bookinfo", "--timeout=180s")
+
+	// Every Bookinfo pod was injected by the webhook: the app, then
+	// istio-proxy, and the annotations Prometheus discovers it by.
+	pods := kubectl("", "get", "pods", "-n", "bookinfo", "-o",
+		`jsonpath={range .items[*]}{.metadata.name} {.spec.containers[*].name} {.metadata.annotations.prometheus\.io/port}{"\n"}{end}`)
+	lines := strings.Split(strings.TrimSpace(pods), "\n")
+	if len(lines) != 6 {
+		t.Fatalf("want 6 Bookinfo pods, got:\n%s", pods)
+	}
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) != 4 || f[2] != "istio-proxy" || f[3] != "15020" {
+			t.Errorf("pod not injected as Istio would (want: name app istio-proxy 15020): %q", l)
+		}
+	}
+	ingressIP := strings.TrimSpace(kubectl("", "get", "pod", "-n", "istio-system", "-l", "istio=ingressgateway",
+		"-o", "jsonpath={.items[0].status.podIP}"))
+	ingress := "http://" + ingressIP + ":8080"
+
+	// A tag only this test's requests carry (as in TestIstioMetrics).
+	kubectl(`apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata:
+  name: mesh-default
+  namespace: istio-system
+spec:
+  metrics:
+  - providers: [{name: prometheus}]
+    overrides:
+    - match: {metric: ALL_METRICS, mode: CLIENT_AND_SERVER}
+      tagOverrides:
+        user_agent: {value: "request.headers['user-agent']"}
+`, "apply", "-f", "-")
+	eventually(t, 90*time.Second, "productpage through the ingress gateway", func() error {
+		code, body, err := get(ingress+"/productpage", map[string]string{"User-Agent": "probe"})
+		if err != nil || code != http.StatusOK || !strings.Contains(body, "Book Details") {
+			return fmt.Errorf("%d %v %.200s", code, err, body)
+		}
+		return nil
+	})
+
+	prom := startPrometheusWith(t, promBin, kubePodsJob(t, c.Kubeconfig)+fmt.Sprintf(`- job_name: pilot
+  static_configs:
+  - targets: [%s]
+`, httpAddr))
+	// Prometheus must find all seven proxies (six sidecars, the gateway)
+	// from the API server before the traffic, so no request goes unseen.
+	eventually(t, 60*time.Second, "every pod target up", func() error {
+		if v, err := prom.one(`sum(up{job="kubernetes-pods"})`); err != nil || v != 7 {
+			return fmt.Errorf("pods up = %v (want 7) %v", v, err)
+		}
+		if v, err := prom.one(`up{job="pilot"}`); err != nil || v != 1 {
+			return fmt.Errorf(`up{job="pilot"} = %v %v`, v, err)
+		}
+		return nil
+	})
+
+	ua := fmt.Sprintf("skein-kube-e2e-%d", time.Now().UnixNano())
+	for i := 0; i < 100; i++ {
+		code, _, err := get(ingress+"/productpage", map[string]string{"User-Agent": ua})
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("request %d: %d %v", i, code, err)
+		}
+	}
+
+	sel := fmt.Sprintf(`user_agent=%q`, ua)
+	eventually(t, 30*time.Second, "Prometheus counts the 100 requests", func() error {
+		for _, q := range []struct {
+			expr string
+			want float64
+		}{
+			{`sum(istio_requests_total{reporter="destination",destination_workload="productpage-v1",response_code="200",` + sel + `})`, 100},
+			{`sum(istio_requests_total{reporter="source",source_workload="istio-ingressgateway",destination_service_name="productpage",` + sel + `})`, 100},
+			{`sum(istio_requests_total{reporter="destination",destination_service_name="details",source_workload="productpage-v1",` + sel + `})`, 100},
+			{`sum(istio_requests_total{reporter="destination",destination_service_name="reviews",response_code="200",` + sel + `})`, 100},
+			{`sum(istio_requests_total{reporter="source",source_workload="productpage-v1",destination_service_name="reviews",` + sel + `})`, 100},
+			{`sum(istio_request_duration_milliseconds_count{reporter="destination",destination_workload="productpage-v1",` + sel + `})`, 100},
+		} {
+			if v, err := prom.one(q.expr); err != nil || v != q.want {
+				return fmt.Errorf("%s = %v (want %v) %v", q.expr, v, q.want, err)
+			}
+		}
+		return nil
+	})
+	res, err := prom.query(`sum(istio_requests_total{reporter="destination",destination_service_name="reviews",response_code="200",` + sel + `}) by (destination_workload)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perVersion := map[string]float64{}
+	for _, s := range res {
+		perVersion[s.Metric["destination_workload"]] = s.value()
+	}
+	for _, w := range []string{"reviews-v1", "reviews-v2", "reviews-v3"} {
+		if perVersion[w] < 20 {
+			t.Errorf(`istio_requests_total{reporter="destination",destination_workload=%q,response_code="200"} = %v: round robin over three versions should give ~33`, w, perVersion[w])
+		}
+	}
+	t.Logf("reviews per version (destination reporter): %v", perVersion)
+
+	// The graph view's query returns Bookinfo's edges, labelled by the
+	// pods' own labels (namespace, app) through the addon's relabelling.
+	// rate needs two scrapes of a series: wait for them.
+	eventually(t, 20*time.Second, "the graph's edges", func() error {
+		res, err := prom.query(`sum(rate(istio_requests_total{reporter="destination",` + sel + `}[1m])) by (source_workload, destination_workload)`)
+		if err != nil {
+			return err
+		}
+		var edges []string
+		for _, s := range res {
+			edges = append(edges, s.Metric["source_workload"]+"→"+s.Metric["destination_workload"])
+		}
+		sort.Strings(edges)
+		for _, want := range []string{"istio-ingressgateway→productpage-v1", "productpage-v1→details-v1", "productpage-v1→reviews-v1", "reviews-v2→ratings-v1", "reviews-v3→ratings-v1"} {
+			if !contains(edges, want) {
+				return fmt.Errorf("edge %s missing from %v", want, edges)
+			}
+		}
+		return nil
+	})
+	if v, err := prom.one(`count(istio_requests_total{namespace="bookinfo",app="reviews"}) > 0`); err != nil || v == 0 {
+		t.Errorf("series lack the pod labels the addon's relabelling adds: %v %v", v, err)
+	}
+
+	// The tutorial's alert on the control plane, against the host's discovery.
+	if v, err := prom.one(`sum(pilot_xds)`); err != nil || v != 7 {
+		t.Errorf("pilot_xds = %v %v, want 7 connected proxies", v, err)
+	}
+	if res, err := prom.query(`avg(up{job="pilot"}) < 0.9`); err != nil || len(res) != 0 {
+		t.Errorf("IstioPilotAvailabilityDrop expression: %v %v, want no samples", res, err)
+	}
+
+	// proxy-status lists the Kubernetes pods by name, all in sync.
+	status := mustRun(t, "proxy-status", "--server", httpAddr)
+	for _, name := range []string{"productpage-v1-", "reviews-v2-", "istio-ingressgateway-"} {
+		if !strings.Contains(status, name) {
+			t.Errorf("proxy-status lacks %s:\n%s", name, status)
+		}
+	}
+	if strings.Contains(status, "STALE") || strings.Contains(status, "NOT SENT") {
+		t.Errorf("proxies out of sync:\n%s", status)
+	}
+
+	// Uninstall keeps the CRDs (and the config in them) unless purged.
+	out = mustRun(t, "uninstall", "--kubeconfig", c.Kubeconfig, "--external-discovery", xds, "--ca-dir", caDir, "-y")
+	if !strings.Contains(out, "Removed MutatingWebhookConfiguration:istio-sidecar-injector") || !strings.Contains(out, "✔ Uninstall complete") {
+		t.Errorf("skein uninstall output:\n%s", out)
+	}
+	if vs := kubectl("", "get", "virtualservice", "-n", "bookinfo", "-o", "name"); !strings.Contains(vs, "bookinfo") {
+		t.Errorf("uninstall without --purge lost the VirtualService: %q", vs)
+	}
+}
+
+// kubePodsJob is the kubernetes-pods scrape job of the shipped addon
+// (samples/addons/prometheus.yaml), reaching the API server through the
+// test cluster's kubeconfig instead of an in-cluster service account.
+func kubePodsJob(t *testing.T, kubeconfig string) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(repoRoot, "samples/addons/prometheus.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, doc := range strings.Split(string(raw), "\n---") {
+		var cm struct {
+			Kind string
+			Data map[string]string
+		}
+		if yaml.Unmarshal([]byte(doc), &cm) != nil || cm.Kind != "ConfigMap" || cm.Data["prometheus.yml"] == "" {
+			continue
+		}
+		var cfg struct {
+			ScrapeConfigs []map[string]any `json:"scrape_configs"`
+		}
+		if err := yaml.Unmarshal([]byte(cm.Data["prometheus.yml"]), &cfg); err != nil {
+			t.Fatalf("samples/addons/prometheus.yaml: prometheus.yml: %v", err)
+		}
+		for _, job := range cfg.ScrapeConfigs {
+			if job["job_name"] != "kubernetes-pods" {
+				continue
+			}
+			for _, sd := range job["kubernetes_sd_configs"].([]any) {
+				sd.(map[string]any)["kubeconfig_file"] = kubeconfig
+			}
+			b, err := yaml.Marshal([]any{job})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(b)
+		}
+	}
+	t.Fatal("samples/addons/prometheus.yaml has no kubernetes-pods job")
+	return ""
+}
