@@ -1,0 +1,208 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
+)
+
+func TestHostEnv(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   []string
+		want []string
+	}{
+		{"nothing", nil, nil},
+		{"keeps the basics in order",
+			[]string{"HOME=/home/u", "PATH=/bin:/usr/bin", "USER=u", "LANG=C.UTF-8", "TZ=UTC", "TMPDIR=/tmp"},
+			[]string{"HOME=/home/u", "PATH=/bin:/usr/bin", "USER=u", "LANG=C.UTF-8", "TZ=UTC", "TMPDIR=/tmp"}},
+		{"drops credentials and the rest",
+			[]string{"KUBECONFIG=/k", "PATH=/bin", "AWS_SECRET_ACCESS_KEY=x", "SKEIN_TOKEN=y", "HOME=/h"},
+			[]string{"PATH=/bin", "HOME=/h"}},
+		{"whole names only", []string{"PATHX=/bin", "XPATH=/bin", "path=/bin", "HOMEDIR=/h"}, nil},
+		{"value with =", []string{"PATH=/a=b", "LANG="}, []string{"PATH=/a=b", "LANG="}},
+		{"no =", []string{"PATH", "HOME"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := hostEnv(tc.in); !slices.Equal(got, tc.want) {
+				t.Errorf("hostEnv(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+// withPods gives a the informer store syncPod reads, holding pods.
+func withPods(t *testing.T, a *Agent, pods ...*corev1.Pod) {
+	t.Helper()
+	a.pods = cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
+	for _, p := range pods {
+		obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.pods.Add(&unstructured.Unstructured{Object: obj}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestSyncPodDeletesTerminatedPod(t *testing.T) {
+	now := metav1.Now()
+	for _, tc := range []struct {
+		name  string
+		entry *podEntry // in a.running before the sync
+	}{
+		{"never ran here (agent restarted)", nil},
+		{"termination done", &podEntry{uid: "uid-web", stopping: true, stopped: true}},
+		{"old pod of the same name, deleted", &podEntry{uid: "uid-older", stopping: true, stopped: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := testPod("web")
+			pod.DeletionTimestamp = &now
+			dc := newFake(t, pod)
+			a := newAgent(t, dc)
+			withPods(t, a, pod)
+			if tc.entry != nil {
+				a.running["demo/web"] = tc.entry
+			}
+			if err := a.syncPod(context.Background(), "demo/web"); err != nil {
+				t.Fatal(err)
+			}
+			dels := actionsOf(dc, "delete", "pods")
+			if len(dels) != 1 {
+				t.Fatalf("%d deletes, want 1 (actions %v)", len(dels), dc.Actions())
+			}
+			d := dels[0].(k8stesting.DeleteActionImpl)
+			if d.Name != "web" || d.Namespace != "demo" {
+				t.Errorf("deleted %s/%s", d.Namespace, d.Name)
+			}
+			if g := d.DeleteOptions.GracePeriodSeconds; g == nil || *g != 0 {
+				t.Errorf("grace = %v, want 0", g)
+			}
+			if p := d.DeleteOptions.Preconditions; p == nil || p.UID == nil || *p.UID != "uid-web" {
+				t.Errorf("preconditions = %+v, want UID uid-web", p)
+			}
+			if _, err := dc.Resource(podsGVR).Namespace("demo").Get(context.Background(), "web", metav1.GetOptions{}); err == nil {
+				t.Error("pod still in the API")
+			}
+		})
+	}
+}
+
+func TestSyncPodDeleteErrors(t *testing.T) {
+	now := metav1.Now()
+	pod := testPod("web")
+	pod.DeletionTimestamp = &now
+	gr := podsGVR.GroupResource()
+	// Not found and conflict (another pod now has that name) both mean done.
+	for _, tc := range []struct {
+		name    string
+		err     error
+		wantErr bool
+	}{
+		{"deleted", nil, false},
+		{"already gone", apierrors.NewNotFound(gr, "web"), false},
+		{"uid precondition failed", apierrors.NewConflict(gr, "web", errors.New("uid mismatch")), false},
+		{"forbidden", apierrors.NewForbidden(gr, "web", errors.New("no")), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dc := newFake(t, pod)
+			if tc.err != nil {
+				dc.PrependReactor("delete", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+					return true, nil, tc.err
+				})
+			}
+			a := newAgent(t, dc)
+			withPods(t, a, pod)
+			if err := a.syncPod(context.Background(), "demo/web"); (err != nil) != tc.wantErr {
+				t.Fatalf("syncPod: err = %v, want error %v", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestSyncPodSkips(t *testing.T) {
+	elsewhere := testPod("elsewhere")
+	elsewhere.Spec.NodeName = "other-node"
+	succeeded := testPod("done")
+	succeeded.Status.Phase = corev1.PodSucceeded
+	failed := testPod("failed")
+	failed.Status.Phase = corev1.PodFailed
+	for _, pod := range []*corev1.Pod{elsewhere, succeeded, failed} {
+		t.Run(pod.Name, func(t *testing.T) {
+			dc := newFake(t, pod)
+			a := newAgent(t, dc)
+			withPods(t, a, pod)
+			if err := a.syncPod(context.Background(), "demo/"+pod.Name); err != nil {
+				t.Fatal(err)
+			}
+			if len(a.running) != 0 {
+				t.Errorf("running = %v, want nothing started", a.running)
+			}
+			for _, act := range dc.Actions() {
+				if act.GetVerb() != "get" && act.GetVerb() != "list" {
+					t.Errorf("unexpected %s %s", act.GetVerb(), act.GetResource().Resource)
+				}
+			}
+		})
+	}
+}
+
+func TestSyncPodForgetsPodGoneFromAPI(t *testing.T) {
+	a := newAgent(t, newFake(t))
+	withPods(t, a)
+	dir := t.TempDir()
+	if err := os.WriteFile(dir+"/token", []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.running["demo/web"] = &podEntry{uid: "uid-web", dir: dir}
+	if err := a.syncPod(context.Background(), "demo/web"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.running["demo/web"]; ok {
+		t.Error("entry still running")
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("pod directory left behind: %v", err)
+	}
+}
+
+func TestQueue(t *testing.T) {
+	q := newQueue()
+	for _, k := range []string{"a", "b", "a", "c", "b"} {
+		q.add(k)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var got []string
+	for range 3 {
+		k, ok := q.get(ctx)
+		if !ok {
+			t.Fatal("queue empty")
+		}
+		got = append(got, k)
+	}
+	if want := []string{"a", "b", "c"}; !slices.Equal(got, want) {
+		t.Errorf("keys = %q, want %q (each once, in order)", got, want)
+	}
+	q.addAfter("later", 10*time.Millisecond)
+	if k, ok := q.get(ctx); !ok || k != "later" {
+		t.Errorf("get = %q %v, want later", k, ok)
+	}
+	done, stop := context.WithCancel(context.Background())
+	stop()
+	if _, ok := q.get(done); ok {
+		t.Error("get on an empty queue returned after ctx was done")
+	}
+}
