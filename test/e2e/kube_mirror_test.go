@@ -40,20 +40,7 @@ func TestKubeMirror(t *testing.T) {
 	c := kubetest.StartT(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	kubectl := func(stdin string, args ...string) string {
-		t.Helper()
-		var out []byte
-		var err error
-		if stdin != "" {
-			out, err = c.KubectlStdin(ctx, strings.NewReader(stdin), args...)
-		} else {
-			out, err = c.Kubectl(ctx, args...)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(out)
-	}
+	kubectl := func(stdin string, args ...string) string { t.Helper(); return kubectlFor(ctx, c)(t, stdin, args...) }
 	dc, _, err := kube.Dynamic(c.Kubeconfig)
 	if err != nil {
 		t.Fatal(err)

@@ -24,20 +24,7 @@ func TestKubeCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	kubectl := func(t *testing.T, stdin string, args ...string) []byte {
-		t.Helper()
-		var out []byte
-		var err error
-		if stdin != "" {
-			out, err = c.KubectlStdin(ctx, strings.NewReader(stdin), args...)
-		} else {
-			out, err = c.Kubectl(ctx, args...)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
+	kubectl := kubectlFor(ctx, c)
 	kubectl(t, "", "create", "namespace", "x")
 	kubectl(t, `
 apiVersion: apps/v1
@@ -104,7 +91,7 @@ spec:
 
 	// Workload identity: a token for the pods' service account, for the
 	// audience the CA asks for.
-	token := strings.TrimSpace(string(kubectl(t, "", "create", "token", "default", "-n", "x", "--audience", "istio-ca", "--duration", "1h")))
+	token := strings.TrimSpace(kubectl(t, "", "create", "token", "default", "-n", "x", "--audience", "istio-ca", "--duration", "1h"))
 	if strings.Count(token, ".") != 2 {
 		t.Fatalf("TokenRequest returned %q, not a JWT", token)
 	}
@@ -190,9 +177,9 @@ func checkWeb(rs []kubeObject, pods []kubePod) string {
 	return ""
 }
 
-func mustJSON(t *testing.T, b []byte, v any) {
+func mustJSON(t *testing.T, s string, v any) {
 	t.Helper()
-	if err := json.Unmarshal(b, v); err != nil {
-		t.Fatalf("%v in %s", err, b)
+	if err := json.Unmarshal([]byte(s), v); err != nil {
+		t.Fatalf("%v in %s", err, s)
 	}
 }

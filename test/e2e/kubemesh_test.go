@@ -29,20 +29,7 @@ func TestKubernetesMesh(t *testing.T) {
 	c := kubetest.StartT(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	kubectl := func(stdin string, args ...string) string {
-		t.Helper()
-		var out []byte
-		var err error
-		if stdin != "" {
-			out, err = c.KubectlStdin(ctx, strings.NewReader(stdin), args...)
-		} else {
-			out, err = c.Kubectl(ctx, args...)
-		}
-		if err != nil {
-			t.Fatalf("kubectl %s: %v", strings.Join(args, " "), err)
-		}
-		return string(out)
-	}
+	kubectl := func(stdin string, args ...string) string { t.Helper(); return kubectlFor(ctx, c)(t, stdin, args...) }
 	dir := t.TempDir()
 	caDir := filepath.Join(dir, "ca")
 
@@ -268,4 +255,23 @@ func kubePodsJob(t *testing.T, kubeconfig string) string {
 	}
 	t.Fatal("samples/addons/prometheus.yaml has no kubernetes-pods job")
 	return ""
+}
+
+// kubectlFor runs kubectl against c; a failure fails the test with
+// kubectl's stderr. stdin, when not empty, is piped in (for -f -).
+func kubectlFor(ctx context.Context, c *kubetest.Cluster) func(t *testing.T, stdin string, args ...string) string {
+	return func(t *testing.T, stdin string, args ...string) string {
+		t.Helper()
+		var out []byte
+		var err error
+		if stdin != "" {
+			out, err = c.KubectlStdin(ctx, strings.NewReader(stdin), args...)
+		} else {
+			out, err = c.Kubectl(ctx, args...)
+		}
+		if err != nil {
+			t.Fatalf("kubectl %s: %v", strings.Join(args, " "), err)
+		}
+		return string(out)
+	}
 }
