@@ -299,6 +299,12 @@ func (m *Mirror) crdChanged(ctx context.Context, obj any) {
 	if s == nil {
 		return // not a kind Skein reads
 	}
+	if !crdEstablished(u) {
+		// Until then the API server answers 404 for its resources; the
+		// update that sets Established starts the watch.
+		m.log.Debug("CRD not established yet", "crd", u.GetName())
+		return
+	}
 	for _, v := range s.Versions { // Skein's preference order
 		for _, sv := range served {
 			if v == sv {
@@ -322,6 +328,17 @@ func (m *Mirror) crdRemoved(obj any) {
 	if s, _ := crdSchema(u); s != nil {
 		m.stopWatch(s)
 	}
+}
+
+// crdEstablished reports the CRD's Established condition.
+func crdEstablished(u *unstructured.Unstructured) bool {
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		if m, ok := c.(map[string]any); ok && m["type"] == "Established" {
+			return m["status"] == "True"
+		}
+	}
+	return false
 }
 
 // crdSchema finds the Istio schema a CRD defines and the versions it serves.

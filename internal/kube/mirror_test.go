@@ -97,7 +97,9 @@ spec:
   names: {plural: %s, kind: %s}
   scope: Namespaced
   versions:
-%s`, plural, group, group, plural, kind, versions.String()))
+%sstatus:
+  conditions: [{type: Established, status: "True"}]
+`, plural, group, group, plural, kind, versions.String()))
 }
 
 func vs(t *testing.T, version, name, host string) *unstructured.Unstructured {
@@ -317,7 +319,18 @@ spec: {host: reviews, subsets: [{name: v1, labels: {version: v1}}]}`)
 		t.Fatal("DestinationRule mirrored without its CRD")
 	}
 	// v1 is preferred, but this CRD serves only v1alpha3 and v1beta1.
-	h.create(crdGVR, crd(t, "destinationrules", "networking.istio.io", "DestinationRule", "v1alpha3", "v1beta1"))
+	// Created but not yet Established (the API server would answer 404):
+	// no watch until its status says so.
+	pending := crd(t, "destinationrules", "networking.istio.io", "DestinationRule", "v1alpha3", "v1beta1")
+	unstructured.RemoveNestedField(pending.Object, "status")
+	h.create(crdGVR, pending)
+	time.Sleep(200 * time.Millisecond)
+	if got := h.mirror.watchedKinds(); contains(got, "DestinationRule.v1beta1") {
+		t.Fatalf("watching %v before the CRD is Established", got)
+	}
+	if _, err := h.client.Resource(crdGVR).Update(context.Background(), crd(t, "destinationrules", "networking.istio.io", "DestinationRule", "v1alpha3", "v1beta1"), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	h.eventually("DestinationRule mirrored once its CRD exists", func() bool {
 		_, ok := h.get("DestinationRule", "bookinfo", "reviews")
 		return ok

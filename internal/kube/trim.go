@@ -66,5 +66,8 @@ func trimCRD(obj any) (any, error) {
 			"versions": slim,
 		},
 	}}
+	if crdEstablished(u) { // what the mirror waits for before watching the kind
+		out.Object["status"] = map[string]any{"conditions": []any{map[string]any{"type": "Established", "status": "True"}}}
+	}
 	return out, nil
 }
