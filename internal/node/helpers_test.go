@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/json"
 	"io"
 	"log/slog"
 	"testing"
@@ -70,4 +71,18 @@ func testPod(name string) *corev1.Pod {
 		Spec: corev1.PodSpec{NodeName: testNode, ServiceAccountName: "web-sa",
 			Containers: []corev1.Container{{Name: "app", Image: "example/app:1"}}},
 	}
+}
+
+// equalJSON compares values as the API server would see them.
+func equalJSON(t *testing.T, a, b any) bool {
+	t.Helper()
+	ja, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jb, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(ja) == string(jb)
 }

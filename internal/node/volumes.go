@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -228,21 +231,15 @@ func writeItems(data map[string][]byte, items []corev1.KeyToPath, dir string) er
 	return nil
 }
 
-// writeDownward writes downwardAPI items with a metadata fieldRef.
+// writeDownward writes downwardAPI items with a metadata fieldRef, the
+// only fields the kubelet allows in volumes.
 func writeDownward(pod *corev1.Pod, items []corev1.DownwardAPIVolumeFile, dir string) error {
 	for _, it := range items {
 		if it.FieldRef == nil {
 			continue // resourceFieldRef: no resources locally
 		}
-		var v string
-		switch it.FieldRef.FieldPath {
-		case "metadata.name":
-			v = pod.Name
-		case "metadata.namespace":
-			v = pod.Namespace
-		case "metadata.uid":
-			v = string(pod.UID)
-		default:
+		v, ok := downwardField(pod, it.FieldRef.FieldPath)
+		if !ok {
 			continue
 		}
 		if err := writeAtomic(filepath.Join(dir, it.Path), []byte(v)); err != nil {
@@ -250,4 +247,37 @@ func writeDownward(pod *corev1.Pod, items []corev1.DownwardAPIVolumeFile, dir st
 		}
 	}
 	return nil
+}
+
+// downwardField is a metadata field's value as the kubelet writes it:
+// labels and annotations as sorted key="value" lines (Istio's proxy reads
+// its pod's labels from such a file), one of them by metadata.labels['k'].
+func downwardField(pod *corev1.Pod, path string) (string, bool) {
+	switch path {
+	case "metadata.name":
+		return pod.Name, true
+	case "metadata.namespace":
+		return pod.Namespace, true
+	case "metadata.uid":
+		return string(pod.UID), true
+	case "metadata.labels":
+		return formatMap(pod.Labels), true
+	case "metadata.annotations":
+		return formatMap(pod.Annotations), true
+	}
+	for prefix, m := range map[string]map[string]string{"metadata.labels": pod.Labels, "metadata.annotations": pod.Annotations} {
+		if k, ok := strings.CutPrefix(path, prefix+"['"); ok && strings.HasSuffix(k, "']") {
+			return m[strings.TrimSuffix(k, "']")], true
+		}
+	}
+	return "", false
+}
+
+// formatMap is the kubelet's fieldpath.FormatMap.
+func formatMap(m map[string]string) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		fmt.Fprintf(&b, "%v=%q\n", k, m[k])
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
