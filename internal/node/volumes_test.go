@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"maps"
 	"os"
@@ -277,3 +278,110 @@ func TestPrepareVolumes(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+func TestMintTokenRefreshTime(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		server      *tokenServer
+		expiry      int64
+		wantRefresh time.Duration // from now: 80% of the token's life
+		wantErr     string
+	}{
+		{"expiry from the answer", &tokenServer{ttl: time.Hour}, 600, 48 * time.Minute, ""},
+		{"expiry asked for", &tokenServer{}, 600, 8 * time.Minute, ""},
+		{"request refused", &tokenServer{err: errors.New("forbidden")}, 600, 0, "TokenRequest for serviceaccount demo/web-sa: forbidden"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dc := newFake(t)
+			tc.server.install(dc)
+			a := newAgent(t, dc)
+			tok := &projectedToken{pod: testPod("web"), path: filepath.Join(t.TempDir(), "token"), expiry: tc.expiry}
+			now := time.Now()
+			err := a.mintToken(context.Background(), tok)
+			if tc.wantErr != "" {
+				if err == nil || err.Error() != tc.wantErr {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				if _, err := os.Stat(tok.path); !os.IsNotExist(err) {
+					t.Errorf("token file written: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			// expirationTimestamp has whole seconds.
+			if d := tok.refreshAt.Sub(now); d < tc.wantRefresh-time.Second || d > tc.wantRefresh+time.Second {
+				t.Errorf("refresh in %v, want %v", d, tc.wantRefresh)
+			}
+			if b, _ := os.ReadFile(tok.path); string(b) != "token-1" {
+				t.Errorf("token file = %q", b)
+			}
+		})
+	}
+}
+
+func TestMintTokenWithoutToken(t *testing.T) {
+	dc := newFake(t)
+	dc.PrependReactor("create", "serviceaccounts", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, &authenticationv1.TokenRequest{TypeMeta: metav1.TypeMeta{APIVersion: "authentication.k8s.io/v1", Kind: "TokenRequest"}}, nil
+	})
+	a := newAgent(t, dc)
+	pod := testPod("web")
+	pod.Spec.ServiceAccountName = ""
+	err := a.mintToken(context.Background(), &projectedToken{pod: pod, path: filepath.Join(t.TempDir(), "token"), expiry: 600})
+	if err == nil || !strings.Contains(err.Error(), "demo/default: no status.token") {
+		t.Fatalf("err = %v, want no status.token for the default service account", err)
+	}
+}
+
+func TestTokenLoopRefreshesDueTokens(t *testing.T) {
+	dc := newFake(t)
+	ts := &tokenServer{ttl: time.Hour}
+	ts.install(dc)
+	a := newAgent(t, dc)
+	a.opts.TokenCheck = 5 * time.Millisecond
+	dir := t.TempDir()
+	token := func(pod string, refreshAt time.Time) *projectedToken {
+		return &projectedToken{pod: testPod(pod), path: filepath.Join(dir, pod), expiry: 3600, refreshAt: refreshAt}
+	}
+	due := token("due", time.Now().Add(-time.Second))
+	fresh := token("fresh", time.Now().Add(time.Hour))
+	stopping := token("stopping", time.Now().Add(-time.Second))
+	a.running["demo/due"] = &podEntry{tokens: []*projectedToken{due, fresh}}
+	a.running["demo/stopping"] = &podEntry{tokens: []*projectedToken{stopping}, stopping: true}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); a.tokenLoop(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for ts.count() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	// A few more ticks: a refreshed token must not be asked for again.
+	time.Sleep(30 * time.Millisecond)
+	cancel()
+	<-done
+
+	if n := ts.count(); n != 1 {
+		t.Fatalf("%d TokenRequests, want 1 (only the due token, once)", n)
+	}
+	var got authenticationv1.TokenRequest
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(ts.requests[0].GetObject().(*unstructured.Unstructured).Object, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Spec.BoundObjectRef == nil || got.Spec.BoundObjectRef.Name != "due" {
+		t.Errorf("refreshed %+v, want the due pod's token", got.Spec.BoundObjectRef)
+	}
+	if b, _ := os.ReadFile(due.path); string(b) != "token-1" {
+		t.Errorf("due token file = %q, want the new token", b)
+	}
+	if d := time.Until(due.refreshAt); d < 47*time.Minute {
+		t.Errorf("next refresh in %v, want about 48m", d)
+	}
+	for _, tok := range []*projectedToken{fresh, stopping} {
+		if _, err := os.Stat(tok.path); !os.IsNotExist(err) {
+			t.Errorf("%s token written: %v", tok.pod.Name, err)
+		}
+	}
+}
