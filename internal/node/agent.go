@@ -277,7 +277,14 @@ func (a *Agent) start(ctx context.Context, key string, pod *corev1.Pod) *podEntr
 	a.mu.Lock()
 	a.running[key] = e
 	a.mu.Unlock()
-	volumes, tokens, err := a.prepareVolumes(ctx, pod, e.dir)
+	// The containers' working directory, which exists only when a volume
+	// created it otherwise (and a missing one fails every exec).
+	err := os.MkdirAll(e.dir, 0o700)
+	var volumes map[string]string
+	var tokens []*projectedToken
+	if err == nil {
+		volumes, tokens, err = a.prepareVolumes(ctx, pod, e.dir)
+	}
 	e.tokens = tokens
 	if err != nil {
 		e.failure = err.Error()

@@ -11,6 +11,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -85,4 +86,29 @@ func equalJSON(t *testing.T, a, b any) bool {
 		t.Fatal(err)
 	}
 	return string(ja) == string(jb)
+}
+
+// unstructuredOf converts a typed object; the fake's watch passes on the
+// stored objects as they are, and the dynamic informer wants unstructured.
+func unstructuredOf(t *testing.T, obj runtime.Object) *unstructured.Unstructured {
+	t.Helper()
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &unstructured.Unstructured{Object: m}
+}
+
+// newUnstructuredFake is a fake whose scheme knows no types, holding objs
+// as unstructured, as an informer needs: with typed objects the fake's
+// watch sends typed events, and with typed kinds its List fails.
+func newUnstructuredFake(t *testing.T, objs ...runtime.Object) *fake.FakeDynamicClient {
+	t.Helper()
+	var us []runtime.Object
+	for _, o := range objs {
+		us = append(us, unstructuredOf(t, o))
+	}
+	return fake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
+		podsGVR: "PodList", nodesGVR: "NodeList", leaseGVR: "LeaseList",
+	}, us...)
 }

@@ -1,0 +1,162 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"os"
+	"runtime"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic/fake"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+// waitFor polls cond until it holds, failing the test after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func podStatusOf(t *testing.T, dc *fake.FakeDynamicClient, name string) (*corev1.Pod, bool) {
+	t.Helper()
+	u, err := dc.Resource(podsGVR).Namespace("demo").Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		return nil, false
+	}
+	pod := &corev1.Pod{}
+	if err := k8sruntime.DefaultUnstructuredConverter.FromUnstructured(u.Object, pod); err != nil {
+		t.Fatal(err)
+	}
+	return pod, true
+}
+
+// alive reports whether pid is a live process (the Kubelet reaps its
+// children, so an exited one is gone).
+func alive(pid int) bool {
+	return syscall.Kill(pid, 0) == nil
+}
+
+// TestRun runs a pod whose container is /bin/sleep on a fake API server:
+// it is reported Running, and deleting it (as the API server does: a
+// deletionTimestamp first) stops the process and removes the pod.
+func TestRun(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("needs /bin/sleep and signals")
+	}
+	if _, err := os.Stat("/bin/sleep"); err != nil {
+		t.Skip("no /bin/sleep")
+	}
+	pod := testPod("sleeper")
+	pod.Spec.Containers = []corev1.Container{{Name: "sleep", Image: "busybox", Command: []string{"/bin/sleep", "30"}}}
+	other := testPod("elsewhere")
+	other.Spec.NodeName = "other-node"
+	dc := newUnstructuredFake(t, pod, other)
+	a := newAgent(t, dc)
+	a.opts.LeaseInterval = 20 * time.Millisecond
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- a.Run(ctx) }()
+
+	waitFor(t, "the pod to run", func() bool {
+		p, ok := podStatusOf(t, dc, "sleeper")
+		return ok && p.Status.Phase == corev1.PodRunning && len(p.Status.ContainerStatuses) == 1 &&
+			p.Status.ContainerStatuses[0].State.Running != nil
+	})
+	p, _ := podStatusOf(t, dc, "sleeper")
+	if p.Status.PodIP == "" || p.Status.HostIP != "127.0.0.1" {
+		t.Errorf("pod IP %q host IP %q", p.Status.PodIP, p.Status.HostIP)
+	}
+	var pid int
+	waitFor(t, "the process", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if e := a.running["demo/sleeper"]; e != nil && e.rp != nil {
+			pid = e.rp.Pids()["sleep"]
+		}
+		return pid != 0
+	})
+	if !alive(pid) {
+		t.Fatalf("sleep (pid %d) is not running", pid)
+	}
+	if cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); runtime.GOOS == "linux" && string(cmdline) != "/bin/sleep\x0030\x00" {
+		t.Errorf("pid %d runs %q", pid, cmdline)
+	}
+	if _, ok := podStatusOf(t, dc, "elsewhere"); !ok {
+		t.Fatal("other node's pod vanished")
+	}
+	if o, _ := podStatusOf(t, dc, "elsewhere"); o.Status.Phase != "" {
+		t.Errorf("other node's pod got status %s", o.Status.Phase)
+	}
+	waitFor(t, "a lease renewal", func() bool { return len(actionsOf(dc, "update", "leases")) > 0 })
+
+	// Updates reach the agent only once its informer watches.
+	waitFor(t, "the pod watch", func() bool { return len(actionsOf(dc, "watch", "pods")) > 0 })
+	u, err := dc.Resource(podsGVR).Namespace("demo").Get(ctx, "sleeper", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.SetDeletionTimestamp(&metav1.Time{Time: time.Now()})
+	grace := int64(5)
+	u.SetDeletionGracePeriodSeconds(&grace)
+	if _, err := dc.Resource(podsGVR).Namespace("demo").Update(ctx, u, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the pod's deletion", func() bool { _, ok := podStatusOf(t, dc, "sleeper"); return !ok })
+	if alive(pid) {
+		t.Errorf("sleep (pid %d) still runs after its pod was deleted", pid)
+	}
+	dels := actionsOf(dc, "delete", "pods")
+	if len(dels) != 1 {
+		t.Fatalf("%d pod deletes, want 1", len(dels))
+	}
+	d := dels[0].(k8stesting.DeleteActionImpl)
+	if d.Name != "sleeper" || *d.DeleteOptions.GracePeriodSeconds != 0 || *d.DeleteOptions.Preconditions.UID != pod.UID {
+		t.Errorf("delete %s grace %d uid %s", d.Name, *d.DeleteOptions.GracePeriodSeconds, *d.DeleteOptions.Preconditions.UID)
+	}
+	waitFor(t, "the agent to forget the pod", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return len(a.running) == 0
+	})
+	if _, err := os.Stat(a.opts.DataDir + "/pods/" + string(pod.UID)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pod directory left: %v", err)
+	}
+
+	cancel()
+	select {
+	case err := <-runErr:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	u, err = dc.Resource(nodesGVR).Get(context.Background(), testNode, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	readyFalse := false
+	for _, c := range conds {
+		m := c.(map[string]any)
+		readyFalse = readyFalse || (m["type"] == "Ready" && m["status"] == "False")
+	}
+	if !readyFalse {
+		t.Errorf("node conditions after Run = %v, want Ready False", conds)
+	}
+}
