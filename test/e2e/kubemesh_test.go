@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -186,6 +188,42 @@ spec:
 	if v, err := prom.one(`count(istio_requests_total{namespace="bookinfo",app="reviews"}) > 0`); err != nil || v == 0 {
 		t.Errorf("series lack the pod labels the addon's relabelling adds: %v %v", v, err)
 	}
+
+	t.Run("grafana dashboard queries", func(t *testing.T) { checkDashboardQueries(t, prom) })
+
+	// skein dashboard with PromQL-backed data: the graph's edges come from
+	// this Prometheus, with the traffic's rate.
+	dash := host + ":20001"
+	start(t, "dashboard", "dashboard", "--server", httpAddr, "--prometheus-url", prom.base, "--addr", dash)
+	eventually(t, 30*time.Second, "the dashboard graph from Prometheus", func() error {
+		var g struct {
+			Edges []struct {
+				Source, Destination string
+				RPS                 float64
+			}
+			Error string
+		}
+		// Live traffic: rate sees increments of series already scraped.
+		if code, _, err := get(ingress+"/productpage", map[string]string{"User-Agent": "dashboard"}); err != nil || code != http.StatusOK {
+			return fmt.Errorf("productpage: %d %v", code, err)
+		}
+		code, body, err := get("http://"+dash+"/api/graph", nil)
+		if err != nil || code != http.StatusOK {
+			return fmt.Errorf("%d %v %.200s", code, err, body)
+		}
+		if err := json.Unmarshal([]byte(body), &g); err != nil {
+			return err
+		}
+		if g.Error != "" {
+			return errors.New(g.Error)
+		}
+		for _, e := range g.Edges {
+			if e.Source == "bookinfo/productpage-v1" && e.Destination == "bookinfo/reviews-v2" && e.RPS > 0 {
+				return nil
+			}
+		}
+		return fmt.Errorf("no productpage-v1 → reviews-v2 edge with traffic in %+v", g.Edges)
+	})
 
 	// The tutorial's alert on the control plane, against the host's discovery.
 	if v, err := prom.one(`sum(pilot_xds)`); err != nil || v != 7 {

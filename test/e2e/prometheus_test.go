@@ -368,48 +368,54 @@ func TestPrometheus(t *testing.T) {
 		t.Logf("edges after %s: %v", time.Since(begin).Round(time.Millisecond), edges)
 	})
 
-	t.Run("dashboard queries", func(t *testing.T) {
-		queries, err := addons.Queries()
-		if err != nil {
-			t.Fatal(err)
+	t.Run("dashboard queries", func(t *testing.T) { checkDashboardQueries(t, prom) })
+}
+
+// checkDashboardQueries evaluates every PromQL query of the shipped Grafana
+// dashboards (variables set to productpage's): none may fail, and each
+// view's headline panel must have data.
+func checkDashboardQueries(t *testing.T, prom *promServer) {
+	t.Helper()
+	queries, err := addons.Queries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{
+		"service": "productpage.bookinfo.svc.cluster.local", "reporter": "destination",
+		"namespace": "bookinfo", "workload": "productpage-v1",
+	}
+	// The headline panel of each view has data for productpage once
+	// two scrapes of its traffic are in.
+	headline := map[string]bool{}
+	for _, q := range queries {
+		if strings.HasSuffix(q.Where, `panel 1 "Global Request Volume" A`) ||
+			strings.HasSuffix(q.Where, `panel 1 "Client Request Volume" A`) ||
+			strings.HasSuffix(q.Where, `panel 1 "Incoming Request Volume" A`) {
+			headline[q.Expr] = true
 		}
-		vars := map[string]string{
-			"service": "productpage.bookinfo.svc.cluster.local", "reporter": "destination",
-			"namespace": "bookinfo", "workload": "productpage-v1",
-		}
-		// The headline panel of each view has data for productpage once
-		// two scrapes of its traffic are in.
-		headline := map[string]bool{}
-		for _, q := range queries {
-			if strings.HasSuffix(q.Where, `panel 1 "Global Request Volume" A`) ||
-				strings.HasSuffix(q.Where, `panel 1 "Client Request Volume" A`) ||
-				strings.HasSuffix(q.Where, `panel 1 "Incoming Request Volume" A`) {
-				headline[q.Expr] = true
+	}
+	if len(headline) != 3 {
+		t.Fatalf("headline panels: %v", headline)
+	}
+	headline[`histogram_quantile(0.99, sum(rate(pilot_proxy_convergence_time_bucket[1m])) by (le))`] = true
+	eventually(t, 20*time.Second, "data in the headline panels", func() error {
+		for expr := range headline {
+			if res, err := prom.query(addons.Expand(expr, vars)); err != nil || len(res) == 0 {
+				return fmt.Errorf("%s: %v %v", expr, res, err)
 			}
 		}
-		if len(headline) != 3 {
-			t.Fatalf("headline panels: %v", headline)
-		}
-		headline[`histogram_quantile(0.99, sum(rate(pilot_proxy_convergence_time_bucket[1m])) by (le))`] = true
-		eventually(t, 20*time.Second, "data in the headline panels", func() error {
-			for expr := range headline {
-				if res, err := prom.query(addons.Expand(expr, vars)); err != nil || len(res) == 0 {
-					return fmt.Errorf("%s: %v %v", expr, res, err)
-				}
-			}
-			return nil
-		})
-		var empty []string
-		for _, q := range queries {
-			res, err := prom.query(addons.Expand(q.Expr, vars))
-			if err != nil {
-				t.Errorf("%s: %v", q.Where, err)
-				continue
-			}
-			if len(res) == 0 {
-				empty = append(empty, q.Where)
-			}
-		}
-		t.Logf("%d dashboard queries evaluated; %d returned no data: %s", len(queries), len(empty), strings.Join(empty, "; "))
+		return nil
 	})
+	var empty []string
+	for _, q := range queries {
+		res, err := prom.query(addons.Expand(q.Expr, vars))
+		if err != nil {
+			t.Errorf("%s: %v", q.Where, err)
+			continue
+		}
+		if len(res) == 0 {
+			empty = append(empty, q.Where)
+		}
+	}
+	t.Logf("%d dashboard queries evaluated; %d returned no data: %s", len(queries), len(empty), strings.Join(empty, "; "))
 }
