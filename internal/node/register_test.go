@@ -221,3 +221,33 @@ func TestRenewLeaseWithoutNode(t *testing.T) {
 		t.Fatal("renewLease created a lease for a node that does not exist")
 	}
 }
+
+// TestStatusLoopReregisters: a Node deleted under a running agent is
+// registered again, as the kubelet does.
+func TestStatusLoopReregisters(t *testing.T) {
+	dc := newFake(t)
+	a := newAgent(t, dc)
+	a.opts.StatusInterval = 5 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := a.register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := dc.Resource(nodesGVR).Delete(ctx, testNode, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); a.statusLoop(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(actionsOf(dc, "create", "nodes")) < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+	if n := len(actionsOf(dc, "create", "nodes")); n != 2 {
+		t.Fatalf("%d node creates, want 2", n)
+	}
+	if _, err := dc.Resource(nodesGVR).Get(context.Background(), testNode, metav1.GetOptions{}); err != nil {
+		t.Errorf("node not registered again: %v", err)
+	}
+}

@@ -61,9 +61,12 @@ func TestRun(t *testing.T) {
 	}
 	pod := testPod("sleeper")
 	pod.Spec.Containers = []corev1.Container{{Name: "sleep", Image: "busybox", Command: []string{"/bin/sleep", "30"}}}
+	// keeper still runs when the agent stops.
+	keeper := testPod("keeper")
+	keeper.Spec.Containers = pod.Spec.Containers
 	other := testPod("elsewhere")
 	other.Spec.NodeName = "other-node"
-	dc := newUnstructuredFake(t, pod, other)
+	dc := newUnstructuredFake(t, pod, keeper, other)
 	a := newAgent(t, dc)
 	a.opts.LeaseInterval = 20 * time.Millisecond
 
@@ -131,7 +134,16 @@ func TestRun(t *testing.T) {
 	waitFor(t, "the agent to forget the pod", func() bool {
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		return len(a.running) == 0
+		return a.running["demo/sleeper"] == nil
+	})
+	var keeperPid int
+	waitFor(t, "keeper's process", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if e := a.running["demo/keeper"]; e != nil && e.rp != nil {
+			keeperPid = e.rp.Pids()["sleep"]
+		}
+		return keeperPid != 0
 	})
 	if _, err := os.Stat(a.opts.DataDir + "/pods/" + string(pod.UID)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("pod directory left: %v", err)
@@ -145,6 +157,22 @@ func TestRun(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after cancel")
+	}
+	if alive(keeperPid) {
+		t.Errorf("keeper (pid %d) still runs after Run returned", keeperPid)
+	}
+	k, _ := podStatusOf(t, dc, "keeper")
+	var keeperReady *corev1.PodCondition
+	for i, c := range k.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			keeperReady = &k.Status.Conditions[i]
+		}
+	}
+	if keeperReady == nil || keeperReady.Status != corev1.ConditionFalse || keeperReady.Reason != "NodeAgentStopped" {
+		t.Errorf("keeper Ready = %+v, want False/NodeAgentStopped", keeperReady)
+	}
+	if cs := k.Status.ContainerStatuses; len(cs) != 1 || cs[0].State.Terminated == nil || cs[0].State.Terminated.ExitCode != 143 {
+		t.Errorf("keeper containers = %+v, want terminated by the agent", cs)
 	}
 	u, err = dc.Resource(nodesGVR).Get(context.Background(), testNode, metav1.GetOptions{})
 	if err != nil {
