@@ -294,6 +294,11 @@ func (a *Agent) start(ctx context.Context, key string, pod *corev1.Pod) *podEntr
 		a.mu.Lock()
 		delete(a.running, key)
 		a.mu.Unlock()
+		// Nothing else removes the files (secrets among them) of a pod
+		// that never started; a retry writes them again.
+		if err := os.RemoveAll(e.dir); err != nil {
+			a.log.Warn("could not remove the pod's directory", "dir", e.dir, "error", err)
+		}
 		a.queue.addAfter(key, 5*time.Second)
 		return e
 	}

@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -204,5 +206,47 @@ func TestQueue(t *testing.T) {
 	stop()
 	if _, ok := q.get(done); ok {
 		t.Error("get on an empty queue returned after ctx was done")
+	}
+}
+
+// TestStartFailure: a pod whose volumes cannot be prepared is reported
+// Pending with the reason, retried, and leaves no files (a secret written
+// for an earlier volume would otherwise stay on disk if the pod is deleted
+// before it ever starts).
+func TestStartFailure(t *testing.T) {
+	secret := &corev1.Secret{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: metav1.ObjectMeta{Name: "web-tls", Namespace: "demo"},
+		Data:       map[string][]byte{"tls.key": []byte("KEY")},
+	}
+	pod := testPod("web")
+	pod.Spec.Volumes = []corev1.Volume{
+		{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "web-tls"}}},
+		{Name: "cfg", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "absent"}}}},
+	}
+	dc := newFake(t, pod, secret)
+	a := newAgent(t, dc)
+	withPods(t, a, pod)
+	if err := a.syncPod(context.Background(), "demo/web"); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.running) != 0 {
+		t.Errorf("running = %v, want the pod left for a retry", a.running)
+	}
+	if _, err := os.Stat(filepath.Join(a.opts.DataDir, "pods", string(pod.UID))); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pod directory after a failed start: %v, want none", err)
+	}
+	patches := actionsOf(dc, "patch", "pods")
+	if len(patches) != 1 {
+		t.Fatalf("%d status patches, want 1", len(patches))
+	}
+	var body struct{ Status corev1.PodStatus }
+	if err := json.Unmarshal(patches[0].(k8stesting.PatchActionImpl).GetPatch(), &body); err != nil {
+		t.Fatal(err)
+	}
+	cs := body.Status.ContainerStatuses
+	if body.Status.Phase != corev1.PodPending || len(cs) != 1 || cs[0].State.Waiting == nil ||
+		cs[0].State.Waiting.Message != `volume "cfg": configmap demo/absent not found` {
+		t.Errorf("status = %+v", body.Status)
 	}
 }
