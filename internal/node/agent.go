@@ -277,15 +277,18 @@ func (a *Agent) start(ctx context.Context, key string, pod *corev1.Pod) *podEntr
 	a.mu.Lock()
 	a.running[key] = e
 	a.mu.Unlock()
-	// The containers' working directory, which exists only when a volume
-	// created it otherwise (and a missing one fails every exec).
+	// The containers' working directory: without it (a pod with no
+	// volumes) every exec fails.
 	err := os.MkdirAll(e.dir, 0o700)
 	var volumes map[string]string
 	var tokens []*projectedToken
 	if err == nil {
 		volumes, tokens, err = a.prepareVolumes(ctx, pod, e.dir)
 	}
+	// The token loop reads the tokens of entries in a.running.
+	a.mu.Lock()
 	e.tokens = tokens
+	a.mu.Unlock()
 	if err != nil {
 		e.failure = err.Error()
 		a.log.Warn("pod cannot start", "pod", key, "error", err)

@@ -385,3 +385,41 @@ func TestTokenLoopRefreshesDueTokens(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenLoopDuringStart: the token loop runs while pods start; under
+// -race this catches an unlocked write of a starting pod's tokens.
+func TestTokenLoopDuringStart(t *testing.T) {
+	dc := newFake(t)
+	ts := &tokenServer{ttl: time.Hour}
+	ts.install(dc)
+	// Prepended, so it runs before the token server. A slow TokenRequest holds start between adding the entry and
+	// setting its tokens, while the loop looks at the entry.
+	dc.PrependReactor("create", "serviceaccounts", func(k8stesting.Action) (bool, runtime.Object, error) {
+		time.Sleep(20 * time.Millisecond)
+		return false, nil, nil
+	})
+	a := newAgent(t, dc)
+	a.opts.TokenCheck = time.Millisecond
+	pod := testPod("web")
+	pod.Spec.Containers = nil // nothing to run: only the volumes matter
+	pod.Spec.Volumes = []corev1.Volume{{Name: "token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+		Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token"}}}}}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); a.tokenLoop(ctx) }()
+	e := a.start(ctx, "demo/web", pod)
+	cancel()
+	<-done
+	if e.failure != "" {
+		t.Fatalf("start failed: %s", e.failure)
+	}
+	a.mu.Lock()
+	n := len(a.running["demo/web"].tokens)
+	a.mu.Unlock()
+	if n != 1 {
+		t.Errorf("%d tokens kept fresh, want 1", n)
+	}
+	if e.rp != nil {
+		e.rp.Stop(context.Background())
+	}
+}
