@@ -250,3 +250,50 @@ func TestStartFailure(t *testing.T) {
 		t.Errorf("status = %+v", body.Status)
 	}
 }
+
+// TestTerminateWhileSyncing: syncs of a terminating pod (status changes,
+// informer events) while its termination runs do not delete it early, and
+// the first one after it is done deletes it, once.
+func TestTerminateWhileSyncing(t *testing.T) {
+	now := metav1.Now()
+	pod := testPod("web")
+	pod.DeletionTimestamp = &now
+	dc := newFake(t, pod)
+	a := newAgent(t, dc)
+	a.opts.TokenCheck = time.Millisecond
+	withPods(t, a, pod)
+	e := &podEntry{uid: pod.UID, dir: filepath.Join(t.TempDir(), "pod")}
+	a.running["demo/web"] = e
+	var early bool
+	dc.PrependReactor("delete", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		a.mu.Lock()
+		early = early || !e.stopped
+		a.mu.Unlock()
+		return false, nil, nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	loopDone := make(chan struct{})
+	go func() { defer close(loopDone); a.tokenLoop(ctx) }()
+
+	deadline := time.Now().Add(5 * time.Second)
+	for len(actionsOf(dc, "delete", "pods")) == 0 && time.Now().Before(deadline) {
+		if err := a.syncPod(ctx, "demo/web"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	<-loopDone
+	a.terminating.Wait()
+	if n := len(actionsOf(dc, "delete", "pods")); n != 1 {
+		t.Fatalf("%d deletes, want 1 once the termination is done", n)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if early {
+		t.Error("deleted from the API before the termination was done")
+	}
+	if !e.stopping || !e.stopped {
+		t.Errorf("stopping %v stopped %v, want both", e.stopping, e.stopped)
+	}
+}
