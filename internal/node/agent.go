@@ -254,10 +254,14 @@ func (a *Agent) syncPod(ctx context.Context, key string) error {
 		if e == nil {
 			return a.deleteFromAPI(ctx, pod)
 		}
-		if e.stopped {
+		// The termination goroutine sets stopped.
+		a.mu.Lock()
+		stopping, stopped := e.stopping, e.stopped
+		a.mu.Unlock()
+		if stopped {
 			return a.deleteFromAPI(ctx, pod)
 		}
-		if !e.stopping {
+		if !stopping {
 			a.terminate(ctx, key, pod, e)
 		}
 		return nil
@@ -320,7 +324,10 @@ func (a *Agent) start(ctx context.Context, key string, pod *corev1.Pod) *podEntr
 // terminate stops a deleted pod's processes within its grace period, in
 // the background, then deletes it from the API with grace 0.
 func (a *Agent) terminate(ctx context.Context, key string, pod *corev1.Pod, e *podEntry) {
+	// The token loop reads stopping.
+	a.mu.Lock()
 	e.stopping = true
+	a.mu.Unlock()
 	grace := 30 * time.Second
 	if s := pod.DeletionGracePeriodSeconds; s != nil {
 		grace = time.Duration(*s) * time.Second

@@ -188,3 +188,51 @@ func TestRun(t *testing.T) {
 		t.Errorf("node conditions after Run = %v, want Ready False", conds)
 	}
 }
+
+// TestTerminateGrace: a deleted pod's process that ignores SIGTERM is
+// killed once the deletion's grace period passes, not before; the token
+// loop runs meanwhile (under -race this catches the entry's state written
+// without the lock the loop reads it under).
+func TestTerminateGrace(t *testing.T) {
+	if _, err := os.Stat("/bin/sh"); err != nil {
+		t.Skip("no /bin/sh")
+	}
+	pod := testPod("stubborn")
+	pod.Spec.Containers = []corev1.Container{{Name: "app", Image: "busybox",
+		Command: []string{"/bin/sh", "-c", `trap "" TERM; exec /bin/sleep 30`}}}
+	dc := newFake(t, pod)
+	a := newAgent(t, dc)
+	a.opts.TokenCheck = time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e := a.start(ctx, "demo/stubborn", pod)
+	if e.rp == nil {
+		t.Fatalf("start: %s", e.failure)
+	}
+	var pid int
+	waitFor(t, "the process", func() bool { pid = e.rp.Pids()["app"]; return pid != 0 })
+	// The trap must be set before the signal comes.
+	waitFor(t, "sleep to replace the shell", func() bool {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		return runtime.GOOS != "linux" || string(b) == "/bin/sleep\x0030\x00"
+	})
+	loopDone := make(chan struct{})
+	go func() { defer close(loopDone); a.tokenLoop(ctx) }()
+
+	grace := int64(1)
+	pod.DeletionGracePeriodSeconds = &grace
+	start := time.Now()
+	a.terminate(ctx, "demo/stubborn", pod, e)
+	time.Sleep(50 * time.Millisecond) // several token loop ticks
+	if !alive(pid) {
+		t.Errorf("killed after %v, before the 1s grace period", time.Since(start))
+	}
+	a.terminating.Wait()
+	if d := time.Since(start); d < time.Second || d > 5*time.Second {
+		t.Errorf("terminated after %v, want the 1s grace period", d)
+	}
+	// Stop sends SIGKILL at the deadline without waiting for the exit.
+	waitFor(t, "the killed process to exit", func() bool { return !alive(pid) })
+	cancel()
+	<-loopDone
+}
