@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -295,5 +296,37 @@ func TestTerminateWhileSyncing(t *testing.T) {
 	}
 	if !e.stopping || !e.stopped {
 		t.Errorf("stopping %v stopped %v, want both", e.stopping, e.stopped)
+	}
+}
+
+func TestToPod(t *testing.T) {
+	good := testPod("web")
+	for _, tc := range []struct {
+		name    string
+		obj     any
+		wantErr string
+	}{
+		{"unstructured", unstructuredOf(t, good), ""},
+		{"typed", good, "unexpected object *v1.Pod"},
+		{"tombstone", cache.DeletedFinalStateUnknown{Key: "demo/web", Obj: good}, "unexpected object cache.DeletedFinalStateUnknown"},
+		{"bad field", &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "v1", "kind": "Pod", "metadata": map[string]any{"name": "x", "namespace": "demo"},
+			"spec": map[string]any{"containers": "not a list"}}}, "pod demo/x: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pod, err := toPod(tc.obj)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pod.Name != "web" || pod.UID != good.UID || pod.Spec.NodeName != testNode || pod.Spec.Containers[0].Image != "example/app:1" {
+				t.Errorf("pod = %+v", pod)
+			}
+		})
 	}
 }

@@ -2,7 +2,9 @@ package node
 
 import (
 	"context"
+	"os"
 	goruntime "runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -249,5 +251,17 @@ func TestStatusLoopReregisters(t *testing.T) {
 	}
 	if _, err := dc.Resource(nodesGVR).Get(context.Background(), testNode, metav1.GetOptions{}); err != nil {
 		t.Errorf("node not registered again: %v", err)
+	}
+}
+
+func TestDefaultName(t *testing.T) {
+	n := DefaultName()
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		h = "localhost"
+	}
+	want := "skein-" + strings.ToLower(strings.SplitN(h, ".", 2)[0])
+	if n != want || strings.ContainsAny(n, ".ABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+		t.Errorf("DefaultName() = %q, want %q", n, want)
 	}
 }
