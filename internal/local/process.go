@@ -277,6 +277,16 @@ func (p *process) Stop(ctx context.Context) {
 		case <-ctx.Done():
 		}
 		signalGroup(cmd.Process.Pid, sigKill)
+		// SIGKILL cannot be ignored: wait for the exit even though ctx may
+		// be done, so callers (a pod's deletion, its IP's release) never
+		// see a process outlive Stop. Bounded for a process stuck in the
+		// kernel (D state).
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+			p.log.Warn("process still running 5s after SIGKILL")
+		}
+		return
 	}
 	select {
 	case <-p.done:

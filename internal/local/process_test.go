@@ -124,6 +124,25 @@ func TestProcessStopKillsAfterGracePeriod(t *testing.T) {
 	}
 }
 
+// A caller's deadline cuts the grace period short, but Stop still returns
+// only once the killed process is gone.
+func TestProcessStopWithExpiringContextWaitsForTheKill(t *testing.T) {
+	spec := helperSpec(t, "ignore-term")
+	spec.GracePeriod = 30 * time.Second
+	p, err := startProcess(spec, discardLogger(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "helper ready", func() bool { return strings.Contains(readLog(t, spec.LogPath), "helper: ready") })
+	pid := p.Status().Pid
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	p.Stop(ctx)
+	if !processGone(pid) {
+		t.Errorf("pid %d still exists when Stop returned", pid)
+	}
+}
+
 var childPidRE = regexp.MustCompile(`child-pid (\d+)`)
 
 func TestProcessStopReachesTheWholeProcessGroup(t *testing.T) {
