@@ -114,7 +114,7 @@ func Build(ctx context.Context) (string, error) {
 		name, dir string
 		args      []string
 	}{
-		{"etcd", filepath.Join(tools, "etcd"), []string{"-o", filepath.Join(binDir, "etcd"), etcdPackage}},
+		{"etcd", filepath.Join(tools, "etcd"), []string{"-ldflags", "-s -w", "-o", filepath.Join(binDir, "etcd"), etcdPackage}},
 		{"kubernetes", filepath.Join(tools, "kube"), append([]string{"-ldflags", versionLDFlags(), "-o", binDir + string(filepath.Separator)}, kubePackages...)},
 	}
 	for _, s := range steps {
@@ -142,7 +142,7 @@ func versionLDFlags() string {
 	v := strings.TrimPrefix(KubeVersion, "v")
 	major, rest, _ := strings.Cut(v, ".")
 	minor, _, _ := strings.Cut(rest, ".")
-	var flags []string
+	flags := []string{"-s", "-w"} // no DWARF, as Kubernetes' release build: a faster link
 	for _, pkg := range []string{"k8s.io/component-base/version", "k8s.io/client-go/pkg/version"} {
 		flags = append(flags,
 			"-X", pkg+".gitVersion="+KubeVersion,
