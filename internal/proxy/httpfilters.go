@@ -19,9 +19,15 @@ func httpFilters(opts *Options) *filters.Registry {
 	localratelimit.Register(reg, localratelimit.Options{})
 	jwtauthn.Register(reg, jwtauthn.Options{})
 	rbac.Register(reg, rbac.Options{})
-	istiostats.Register(reg, istiostats.Options{Logger: opts.Logger, Node: istiostats.Node{
+	istiostats.Register(reg, istiostats.Options{Logger: opts.Logger, Node: istioNode(opts)})
+	return reg
+}
+
+// istioNode is the proxy's identity as Istio's metadata exchange and
+// metrics see it.
+func istioNode(opts *Options) istiostats.Node {
+	return istiostats.Node{
 		ID: opts.NodeID(), Name: opts.PodName, Namespace: opts.Namespace, WorkloadName: opts.WorkloadName,
 		ServiceAccount: opts.ServiceAccount, ClusterID: opts.ClusterID, Labels: opts.Labels,
-	}})
-	return reg
+	}
 }

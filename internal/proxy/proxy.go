@@ -25,6 +25,8 @@ import (
 
 	"github.com/skein-mesh/skein/internal/proxy/admin"
 	"github.com/skein-mesh/skein/internal/proxy/cluster"
+	"github.com/skein-mesh/skein/internal/proxy/filters/istiostats"
+	"github.com/skein-mesh/skein/internal/proxy/filters/metadataexchange"
 	"github.com/skein-mesh/skein/internal/proxy/listener"
 	"github.com/skein-mesh/skein/internal/proxy/secrets"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
@@ -123,7 +125,15 @@ func Start(ctx context.Context, opts Options) (*Proxy, error) {
 	if p.secrets, err = opts.Identity.manager(opts, p.stats, log); err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	clusters := cluster.NewManager(cluster.Options{Stats: p.stats, Logger: log, Secrets: p.secrets, SourceAddress: opts.PodIP})
+	self, err := istiostats.NodeMetadata(istioNode(&opts))
+	if err != nil {
+		return nil, fmt.Errorf("proxy: node metadata: %w", err)
+	}
+	exchange, err := metadataexchange.New(self, opts.NodeID())
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	clusters := cluster.NewManager(cluster.Options{Stats: p.stats, Logger: log, Secrets: p.secrets, SourceAddress: opts.PodIP, PeerExchange: exchange})
 	p.dataplane = &dataplane{clusters: clusters}
 	listeners, err := listener.NewManager(listener.Options{
 		PodIP:        opts.PodIP,
@@ -137,6 +147,7 @@ func Start(ctx context.Context, opts Options) (*Proxy, error) {
 		Secrets:      p.secrets,
 		NodeID:       opts.NodeID(),
 		ServiceName:  tracing.ServiceName(opts.Labels, opts.WorkloadName, opts.Namespace),
+		PeerExchange: exchange,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)

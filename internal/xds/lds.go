@@ -91,12 +91,13 @@ func (g *generator) buildSidecarListeners(inbound []inboundPort) []*listenerv3.L
 }
 
 // inboundFilters returns the network filters serving one inbound port:
-// authorization for TCP, then an HTTP connection manager (with
+// the metadata exchange and authorization for TCP, then an HTTP connection manager (with
 // authentication and authorization filters) or a tcp_proxy to the app.
 func (g *generator) inboundFilters(ip inboundPort) []*listenerv3.Filter {
 	if !ip.protocol.IsHTTP() {
 		tp := &tcpv3.TcpProxy{StatPrefix: InboundCluster(ip.target), ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: InboundCluster(ip.target)}}
-		return append(g.inboundNetworkFilters(ip), g.tcpStatsFilter(ip.target, hcmInbound), // tcp.go
+		fs := append([]*listenerv3.Filter{metadataExchangeFilter()}, g.inboundNetworkFilters(ip)...) // tcp.go
+		return append(fs, g.tcpStatsFilter(ip.target, hcmInbound),
 			&listenerv3.Filter{Name: TCPProxy, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(tp)}})
 	}
 	return []*listenerv3.Filter{hcmFilter(g.withTelemetry(&hcmv3.HttpConnectionManager{

@@ -101,6 +101,7 @@ func (g *generator) applyUpstreamTLS(c *clusterv3.Cluster, svc *model.Service, p
 			{Name: "tlsMode-istio", Match: mtls, TransportSocket: tlsSocket(g.istioMutual(sni, svc, port, nil))},
 			{Name: "tlsMode-disabled", Match: &structpb.Struct{}, TransportSocket: rawBufferSocket()},
 		}
+		addMetadataExchange(c, port)
 		return
 	}
 	switch tls.GetMode() {
@@ -111,11 +112,22 @@ func (g *generator) applyUpstreamTLS(c *clusterv3.Cluster, svc *model.Service, p
 			sni = tls.GetSni()
 		}
 		c.TransportSocket = tlsSocket(g.istioMutual(sni, svc, port, tls.GetSubjectAltNames()))
+		addMetadataExchange(c, port)
 	case networking.ClientTLSSettings_SIMPLE, networking.ClientTLSSettings_MUTUAL:
 		if ctx := g.originationTLS(c.Name, svc, port, tls); ctx != nil {
 			c.TransportSocket = tlsSocket(ctx)
 		}
 	}
+}
+
+// addMetadataExchange gives a mesh-mTLS cluster of a TCP port Istio's
+// upstream metadata exchange filter (tcp.go). HTTP ports exchange metadata
+// in headers, and their inbound chains expect no exchange frame.
+func addMetadataExchange(c *clusterv3.Cluster, port model.Port) {
+	if port.Protocol.IsHTTP() {
+		return
+	}
+	c.Filters = append(c.Filters, &clusterv3.Filter{Name: MetadataExchangeFilter, TypedConfig: metadataExchangeConfig()})
 }
 
 // istioMutual is the client side of mesh mTLS: the workload certificate,

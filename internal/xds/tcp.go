@@ -10,6 +10,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
@@ -140,6 +141,27 @@ func (g *generator) tcpChain(name string, svc *model.Service, sp model.Port, mat
 			{Name: TCPProxy, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(tp)}},
 		},
 	}
+}
+
+// Istio's TCP metadata exchange: on mesh mTLS connections that negotiate
+// ALPN "istio-peer-exchange", the two sidecars swap node metadata before
+// the application's bytes, so TCP metrics know both workloads.
+const (
+	MetadataExchangeFilter   = "istio.metadata_exchange"
+	MetadataExchangeTypeURL  = "type.googleapis.com/envoy.tcp.metadataexchange.config.MetadataExchange"
+	MetadataExchangeProtocol = "istio-peer-exchange"
+)
+
+// metadataExchangeConfig is the filter's config, the same for the inbound
+// network filter and the outbound cluster filter.
+func metadataExchangeConfig() *anypb.Any {
+	value := &structpb.Struct{Fields: map[string]*structpb.Value{"protocol": structpb.NewStringValue(MetadataExchangeProtocol)}}
+	return mustAny(&udpav1.TypedStruct{TypeUrl: MetadataExchangeTypeURL, Value: value})
+}
+
+// metadataExchangeFilter leads an inbound TCP chain's network filters.
+func metadataExchangeFilter() *listenerv3.Filter {
+	return &listenerv3.Filter{Name: MetadataExchangeFilter, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: metadataExchangeConfig()}}
 }
 
 // tcpStatsFilter is istio.stats as a network filter before tcp_proxy:

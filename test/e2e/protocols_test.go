@@ -480,6 +480,26 @@ func TestProtocols(t *testing.T) {
 			t.Logf("tcp-echo-a sidecar: %s connections opened, %s bytes received over mTLS", o[1], r[1])
 			return nil
 		})
+		// Istio's TCP metadata exchange told each sidecar the workload at
+		// the other end: both reporters label it, as for HTTP.
+		eventually(t, 10*time.Second, "TCP metrics labelled with both workloads", func() error {
+			dst := sum(scrape(t, ip("tcp-echo-a-")), "istio_tcp_connections_opened_total", map[string]string{
+				"reporter": "destination", "source_workload": "grpc-client", "source_app": "grpc-client",
+				"source_workload_namespace": "protocols-client", "destination_workload": "tcp-echo-a", "destination_version": "a",
+			}, "source_canonical_service")
+			src := sum(scrape(t, clientIP), "istio_tcp_connections_opened_total", map[string]string{
+				"reporter": "source", "source_workload": "grpc-client", "destination_workload": "tcp-echo-a",
+				"destination_app": "tcp-echo", "destination_version": "a", "destination_workload_namespace": "protocols",
+				"destination_service": "tcp-echo-a.protocols.svc.cluster.local", "connection_security_policy": "unknown",
+			}, "destination_canonical_service")
+			if total(dst) < 5 || total(src) < 5 {
+				_, prom, _ := get("http://"+clientIP+":15090/stats/prometheus", nil)
+				return fmt.Errorf("destination side %v, source side %v; want >= 5 connections each with both workloads; client sidecar:\n%s",
+					dst, src, grepLines(prom, "istio_tcp_connections_opened_total"))
+			}
+			t.Logf("TCP connections with both workloads: %v at tcp-echo-a, %v at grpc-client", dst, src)
+			return nil
+		})
 	})
 
 	t.Run("weighted tcp route", func(t *testing.T) {

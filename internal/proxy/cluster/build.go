@@ -10,6 +10,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 
+	"github.com/skein-mesh/skein/internal/proxy/filters/metadataexchange"
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 	"github.com/skein-mesh/skein/internal/proxy/tlsconfig"
@@ -34,7 +35,10 @@ var clusterFields = protocheck.Fields(&clusterv3.Cluster{},
 	"respect_dns_ttl", "dns_jitter", "cleanup_interval", "per_connection_buffer_limit_bytes",
 	"upstream_connection_options", "circuit_breakers", "outlier_detection",
 	"ring_hash_lb_config", "maglev_lb_config", "least_request_lb_config",
-	"transport_socket", "transport_socket_matches")
+	"transport_socket", "transport_socket_matches", "filters")
+
+// clusterFilterFields: a cluster's upstream network filters.
+var clusterFilterFields = protocheck.Fields(&clusterv3.Filter{}, "name", "typed_config")
 
 // commonLbFields: only the panic threshold is implemented.
 var commonLbFields = protocheck.Fields(&clusterv3.Cluster_CommonLbConfig{}, "healthy_panic_threshold")
@@ -60,6 +64,7 @@ type builder struct {
 	now      func() time.Time     // outlier detection's clock
 	certs    tlsconfig.CertSource // workload identity for mTLS (nil: none)
 	source   netip.Addr           // upstream connections' source address (invalid: any)
+	exchange *metadataexchange.Exchanger
 }
 
 // build validates pc and returns a Cluster with no endpoints yet (EDS) or
@@ -74,6 +79,20 @@ func (b *builder) build(pc *clusterv3.Cluster) (*Cluster, error) {
 		return nil, err
 	}
 	c.sockets = sockets
+	for i, f := range pc.GetFilters() {
+		if err := clusterFilterFields.Check(f); err != nil {
+			return nil, fmt.Errorf("filters[%d]: %v", i, err)
+		}
+		ok, err := metadataexchange.Is(f.GetTypedConfig())
+		if err != nil {
+			return nil, fmt.Errorf("filters[%d] %q: %v", i, f.GetName(), err)
+		}
+		if !ok {
+			return nil, fmt.Errorf("filters[%d]: upstream network filter %q (%s) is not supported (only %s is)",
+				i, f.GetName(), f.GetTypedConfig().GetTypeUrl(), metadataexchange.Name)
+		}
+		c.exchange = b.exchange
+	}
 
 	switch pc.GetType() {
 	case clusterv3.Cluster_EDS:

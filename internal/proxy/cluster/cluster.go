@@ -18,6 +18,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 
+	"github.com/skein-mesh/skein/internal/proxy/filters/metadataexchange"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
 
@@ -73,12 +74,20 @@ type Cluster struct {
 	// panicPct is healthy_panic_threshold: below this share of available
 	// hosts the balancer ignores health and ejections (0 disables).
 	panicPct float64
+	// exchange is set when the cluster has the istio.metadata_exchange
+	// upstream filter.
+	exchange *metadataexchange.Exchanger
 
 	Stats *Stats
 }
 
 // Name is the cluster's name.
 func (c *Cluster) Name() string { return c.name }
+
+// PeerExchange is the exchanger of Istio's TCP metadata exchange when the
+// cluster's config asks for it (the istio.metadata_exchange upstream
+// filter), else nil. tcp_proxy runs it on connections that negotiated it.
+func (c *Cluster) PeerExchange() *metadataexchange.Exchanger { return c.exchange }
 
 // Pick chooses the endpoint for one request or connection. target is the
 // host:port the client asked for; only ORIGINAL_DST clusters use it.

@@ -12,14 +12,17 @@ import (
 	"testing"
 	"time"
 
+	udpav1 "github.com/cncf/xds/go/udpa/type/v1"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/skein-mesh/skein/internal/proxy/filters/metadataexchange"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
 
@@ -121,6 +124,16 @@ func TestUpdateRejectsWhatIsNotImplemented(t *testing.T) {
 			c.EdsClusterConfig.EdsConfig = &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Path{Path: "/x"}}
 			return c
 		}(), "eds_config must be ads"},
+		{"unknown upstream filter", func() *clusterv3.Cluster {
+			c := edsCluster("a")
+			c.Filters = []*clusterv3.Filter{{Name: "envoy.filters.network.upstream.foo", TypedConfig: anyOther}}
+			return c
+		}(), `filters[0]: upstream network filter "envoy.filters.network.upstream.foo" (type.googleapis.com/envoy.config.core.v3.Http1ProtocolOptions) is not supported`},
+		{"metadata exchange for another protocol", func() *clusterv3.Cluster {
+			c := edsCluster("a")
+			c.Filters = []*clusterv3.Filter{metadataExchangeFilter(t, "h2")}
+			return c
+		}(), `filters[0] "istio.metadata_exchange": istio.metadata_exchange: protocol "h2" is not supported`},
 		{"cluster provided off original dst", func() *clusterv3.Cluster {
 			c := edsCluster("a")
 			c.LbPolicy = clusterv3.Cluster_CLUSTER_PROVIDED
@@ -326,5 +339,35 @@ func TestLeastRequestPrefersIdleHosts(t *testing.T) {
 		if ep, _ := cl.Pick(context.Background(), ""); ep == busy {
 			t.Fatal("LEAST_REQUEST picked the busy host over an idle one")
 		}
+	}
+}
+
+func metadataExchangeFilter(t *testing.T, protocol string) *clusterv3.Filter {
+	t.Helper()
+	v, err := structpb.NewStruct(map[string]any{"protocol": protocol})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := anypb.New(&udpav1.TypedStruct{TypeUrl: metadataexchange.TypeURL, Value: v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &clusterv3.Filter{Name: metadataexchange.Name, TypedConfig: a}
+}
+
+// TestMetadataExchangeFilter: only a cluster with Istio's upstream
+// metadata exchange filter offers the exchanger to tcp_proxy.
+func TestMetadataExchangeFilter(t *testing.T) {
+	m := NewManager(Options{})
+	with := edsCluster("with")
+	with.Filters = []*clusterv3.Filter{metadataExchangeFilter(t, metadataexchange.Protocol)}
+	if err := m.Update(map[string]*clusterv3.Cluster{"with": with, "without": edsCluster("without")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := m.Get("with"); c.PeerExchange() == nil {
+		t.Error("cluster with istio.metadata_exchange has no exchanger")
+	}
+	if c, _ := m.Get("without"); c.PeerExchange() != nil {
+		t.Error("cluster without the filter has an exchanger")
 	}
 }

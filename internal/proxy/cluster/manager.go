@@ -13,6 +13,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/skein-mesh/skein/internal/proxy/filters/metadataexchange"
 	"github.com/skein-mesh/skein/internal/proxy/secrets"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
@@ -35,6 +36,9 @@ type Options struct {
 	// SourceAddress is the IP upstream connections start from (a sidecar's
 	// pod IP, so servers see the client pod as the peer); empty: any.
 	SourceAddress string
+	// PeerExchange announces the proxy in Istio's TCP metadata exchange on
+	// clusters with istio.metadata_exchange (nil: an empty identity).
+	PeerExchange *metadataexchange.Exchanger
 }
 
 // Manager holds the current clusters. Lookups are lock-free; updates are
@@ -61,8 +65,12 @@ func NewManager(opts Options) *Manager {
 	if opts.DrainTime <= 0 {
 		opts.DrainTime = 30 * time.Second
 	}
+	if opts.PeerExchange == nil {
+		// An empty identity always encodes.
+		opts.PeerExchange, _ = metadataexchange.New(nil, "")
+	}
 	m := &Manager{
-		b:      builder{stats: opts.Stats, resolver: opts.Resolver, now: opts.Now},
+		b:      builder{stats: opts.Stats, resolver: opts.Resolver, now: opts.Now, exchange: opts.PeerExchange},
 		log:    opts.Logger.With("component", "clusters"),
 		drain:  opts.DrainTime,
 		active: opts.Stats.Gauge("cluster_manager.active_clusters"),

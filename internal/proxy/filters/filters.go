@@ -35,6 +35,10 @@ type Conn struct {
 	// PeerPrincipal is the peer's SPIFFE identity without the scheme, as
 	// Istio's policies write it: "cluster.local/ns/bookinfo/sa/productpage".
 	PeerPrincipal string
+	// PeerMetadata is the node metadata the proxy at the other end sent in
+	// Istio's TCP metadata exchange: the downstream's on an inbound
+	// connection, the upstream's on an outbound one (nil: none).
+	PeerMetadata *structpb.Struct
 }
 
 // Request is one request's state shared by the filters of a chain.
@@ -273,6 +277,13 @@ func Unwrap(config *anypb.Any) (*anypb.Any, error) {
 		return nil, fmt.Errorf("TypedStruct value for %s: %v", typeURL, err)
 	}
 	return anypb.New(msg)
+}
+
+// ReadTypedStruct reads a udpa or xds TypedStruct: the config of filters
+// whose proto is not part of Envoy's API (Istio's own); ok=false for other
+// configs.
+func ReadTypedStruct(config *anypb.Any) (typeURL string, value *structpb.Struct, ok bool) {
+	return typedStruct(config)
 }
 
 // typedStruct reads a udpa or xds TypedStruct; ok=false for other configs

@@ -11,7 +11,6 @@ package listener
 import (
 	"crypto/tls"
 	"fmt"
-	"github.com/skein-mesh/skein/internal/proxy/filters"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -27,6 +26,8 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/skein-mesh/skein/internal/proxy/cluster"
+	"github.com/skein-mesh/skein/internal/proxy/filters"
+	"github.com/skein-mesh/skein/internal/proxy/filters/metadataexchange"
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 	"github.com/skein-mesh/skein/internal/proxy/router"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
@@ -57,6 +58,8 @@ type deps struct {
 	nodeID, serviceName, podIP string
 	// outbound is set for a listener with traffic_direction OUTBOUND.
 	outbound bool
+	// exchange runs Istio's TCP metadata exchange (istio.metadata_exchange).
+	exchange *metadataexchange.Exchanger
 }
 
 // Network filter names; a filter is recognised by its typed_config type.
@@ -258,7 +261,20 @@ func compileChain(pc *listenerv3.FilterChain, d *deps) (*filterChain, error) {
 			return nil, fmt.Errorf("transport_socket: a TLS transport socket on a raw_buffer chain can never handshake")
 		}
 	}
-	netRBAC, rest, err := compileNetworkRBAC(pc.GetFilters(), d)
+	rest := pc.GetFilters()
+	exchange := false
+	if len(rest) > 1 {
+		if exchange, err = metadataexchange.Is(rest[0].GetTypedConfig()); err != nil {
+			return nil, fmt.Errorf("filter %q: %v", rest[0].GetName(), err)
+		}
+		if exchange {
+			if err := filterFields.Check(rest[0]); err != nil {
+				return nil, fmt.Errorf("filter %q: %v", rest[0].GetName(), err)
+			}
+			rest = rest[1:]
+		}
+	}
+	netRBAC, rest, err := compileNetworkRBAC(rest, d)
 	if err != nil {
 		return nil, err
 	}
@@ -288,7 +304,7 @@ func compileChain(pc *listenerv3.FilterChain, d *deps) (*filterChain, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", hcmFilterName, err)
 		}
-		if len(netRBAC) > 0 || len(observers) > 0 {
+		if len(netRBAC) > 0 || len(observers) > 0 || exchange {
 			return nil, fmt.Errorf("network filters other than %s are supported only before %s", hcmFilterName, tcpProxyFilterName)
 		}
 		fc.http = h
@@ -302,8 +318,11 @@ func compileChain(pc *listenerv3.FilterChain, d *deps) (*filterChain, error) {
 			return nil, fmt.Errorf("%s: %v", tcpProxyFilterName, err)
 		}
 		t.rbac = netRBAC
+		if exchange {
+			t.exchange = d.exchange
+		}
 		for _, o := range observers {
-			o.BindTCP(d.stats, strings.HasPrefix(t.statPrefix, "inbound|"))
+			o.BindTCP(d.stats, t.inbound())
 		}
 		t.observers = observers
 		fc.tcp = t

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	udpav1 "github.com/cncf/xds/go/udpa/type/v1"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -23,9 +24,11 @@ import (
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/skein-mesh/skein/internal/proxy/cluster"
+	"github.com/skein-mesh/skein/internal/proxy/filters/metadataexchange"
 	"github.com/skein-mesh/skein/internal/proxy/router"
 )
 
@@ -150,6 +153,12 @@ func TestUpdateRejectsWhatIsNotImplemented(t *testing.T) {
 		{"unknown network filter", []*listenerv3.Listener{withListener(func(l *listenerv3.Listener) {
 			l.FilterChains[0].Filters = []*listenerv3.Filter{filter(t, "envoy.filters.network.redis_proxy", &corev3.Http1ProtocolOptions{})}
 		})}, `network filter "envoy.filters.network.redis_proxy"`},
+		{"metadata exchange before an HTTP connection manager", []*listenerv3.Listener{withListener(func(l *listenerv3.Listener) {
+			l.FilterChains[0].Filters = append([]*listenerv3.Filter{metadataExchange(t, metadataexchange.Protocol)}, l.FilterChains[0].Filters...)
+		})}, "network filters other than envoy.filters.network.http_connection_manager are supported only before envoy.filters.network.tcp_proxy"},
+		{"metadata exchange of another protocol", []*listenerv3.Listener{withListener(func(l *listenerv3.Listener) {
+			l.FilterChains[0].Filters = append([]*listenerv3.Filter{metadataExchange(t, "istio2")}, l.FilterChains[0].Filters...)
+		})}, `filter "istio.metadata_exchange": istio.metadata_exchange: protocol "istio2" is not supported`},
 		{"unknown transport protocol", []*listenerv3.Listener{withListener(func(l *listenerv3.Listener) {
 			l.FilterChains[0].FilterChainMatch = &listenerv3.FilterChainMatch{TransportProtocol: "quic"}
 		})}, `transport_protocol "quic" is not supported`},
@@ -402,4 +411,14 @@ func TestRetryPolicyMemoIsBoundedAndFaithful(t *testing.T) {
 	if rp := retryPolicyOf(nil); rp.numRetries != 0 {
 		t.Errorf("nil policy retries %d times", rp.numRetries)
 	}
+}
+
+// metadataExchange is Istio's istio.metadata_exchange network filter.
+func metadataExchange(t *testing.T, protocol string) *listenerv3.Filter {
+	t.Helper()
+	v, err := structpb.NewStruct(map[string]any{"protocol": protocol})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filter(t, metadataexchange.Name, &udpav1.TypedStruct{TypeUrl: metadataexchange.TypeURL, Value: v})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/skein-mesh/skein/internal/proxy/filters"
+	"github.com/skein-mesh/skein/internal/proxy/filters/metadataexchange"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -44,6 +45,9 @@ type Options struct {
 	// NodeID and ServiceName identify the proxy in trace spans (node_id
 	// tag, local service name).
 	NodeID, ServiceName string
+	// PeerExchange announces the proxy in Istio's TCP metadata exchange on
+	// chains with istio.metadata_exchange (nil: an empty identity).
+	PeerExchange *metadataexchange.Exchanger
 }
 
 // Manager owns the bound sockets and the compiled listeners.
@@ -114,6 +118,14 @@ func NewManager(opts Options) (*Manager, error) {
 		m.deps.certs = opts.Secrets
 	}
 	m.deps.nodeID, m.deps.serviceName, m.deps.podIP = opts.NodeID, opts.ServiceName, opts.PodIP
+	m.deps.exchange = opts.PeerExchange
+	if m.deps.exchange == nil {
+		ex, err := metadataexchange.New(nil, opts.NodeID)
+		if err != nil {
+			return nil, err
+		}
+		m.deps.exchange = ex
+	}
 	m.state.Store(&state{listeners: map[string]*Listener{}, byAddr: map[string]*Listener{}, byPort: map[uint32]*Listener{}, bindings: map[string]*socketHandler{}})
 	return m, nil
 }

@@ -94,7 +94,7 @@ func (o *outboundProxy) connect(w http.ResponseWriter, r *http.Request, fc *filt
 	}
 	tp := fc.tcp
 	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
-	up, cl, err := tp.dial(ctx, target)
+	up, cl, upPeer, err := tp.dial(ctx, target)
 	cancel()
 	if err != nil {
 		http.Error(w, bodyConnectFail, http.StatusServiceUnavailable)
@@ -130,7 +130,7 @@ func (o *outboundProxy) connect(w http.ResponseWriter, r *http.Request, fc *filt
 	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
 		return
 	}
-	closed := tp.open(conn, cl.Name())
+	closed := tp.open(conn, upPeer, cl.Name())
 	rx, tx := pipe(&bufferedConn{Conn: conn, r: brw.Reader}, up, tp.idleTimeout)
 	tp.bytesRx.Add(uint64(rx))
 	tp.bytesTx.Add(uint64(tx))

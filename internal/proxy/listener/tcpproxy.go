@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 
 	"github.com/skein-mesh/skein/internal/proxy/cluster"
 	"github.com/skein-mesh/skein/internal/proxy/filters"
+	"github.com/skein-mesh/skein/internal/proxy/filters/metadataexchange"
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
@@ -54,6 +56,10 @@ type tcpProxy struct {
 	// observers are network filters told about each proxied connection
 	// (istio.stats: Istio's TCP metrics).
 	observers []filters.TCPObserver
+	// exchange is set when istio.metadata_exchange precedes the filters:
+	// the downstream proxy's identity is read on connections that
+	// negotiated the exchange.
+	exchange *metadataexchange.Exchanger
 
 	forwarderOnce sync.Once
 	forwarder     *connectionManager
@@ -61,6 +67,10 @@ type tcpProxy struct {
 
 // Envoy's tcp_proxy idle timeout when unset.
 const defaultTCPIdleTimeout = time.Hour
+
+// exchangeTimeout bounds the wait for the other proxy's metadata exchange
+// frame; a peer that sends none is served without its identity.
+const exchangeTimeout = 5 * time.Second
 
 func newTCPProxy(cfg *tcpproxyv3.TcpProxy, d *deps) (*tcpProxy, error) {
 	if err := tcpProxyFields.Check(cfg); err != nil {
@@ -107,30 +117,44 @@ func newTCPProxy(cfg *tcpproxyv3.TcpProxy, d *deps) (*tcpProxy, error) {
 }
 
 // dial connects to the cluster for a downstream connection to target (the
-// original destination, if known).
-func (t *tcpProxy) dial(ctx context.Context, target string) (net.Conn, *cluster.Cluster, error) {
+// original destination, if known). On a cluster with the metadata
+// exchange it runs the client side and returns the upstream proxy's
+// identity (nil when there is none).
+func (t *tcpProxy) dial(ctx context.Context, target string) (net.Conn, *cluster.Cluster, *metadataexchange.Peer, error) {
 	name := t.pickCluster()
 	cl, ok := t.deps.clusters.Get(name)
 	if !ok {
 		t.cxNoRoute.Inc()
-		return nil, nil, fmt.Errorf("cluster %q not found", name)
+		return nil, nil, nil, fmt.Errorf("cluster %q not found", name)
 	}
 	var lastErr error
 	for range max(t.attempts, 1) {
 		ep, err := cl.Pick(ctx, target)
 		if err != nil {
-			return nil, cl, err
+			return nil, cl, nil, err
 		}
 		conn, err := cl.Dial(ctx, ep)
 		if err == nil {
-			return conn, cl, nil
+			ex := cl.PeerExchange()
+			if ex == nil || !metadataexchange.Negotiated(conn) {
+				return conn, cl, nil, nil
+			}
+			var peer *metadataexchange.Peer
+			if conn, peer, err = ex.Connect(conn, exchangeTimeout); err == nil {
+				return conn, cl, peer, nil
+			}
+			conn.Close()
 		}
 		ep.Failed()
 		lastErr = err
 	}
 	t.connectFail.Inc()
-	return nil, cl, lastErr
+	return nil, cl, nil, lastErr
 }
+
+// inbound reports whether the proxy serves its own workload here (Istio's
+// inbound|port|| stat prefix), so metrics report as the destination.
+func (t *tcpProxy) inbound() bool { return strings.HasPrefix(t.statPrefix, "inbound|") }
 
 // pickCluster chooses the cluster of one connection: the weighted choice
 // among weighted_clusters, as Envoy makes it per connection.
@@ -155,18 +179,29 @@ func (t *tcpProxy) serve(conn net.Conn, target string) {
 	t.cxTotal.Inc()
 	t.cxActive.Inc()
 	defer t.cxActive.Dec()
+	var peer *metadataexchange.Peer
+	if t.exchange != nil && metadataexchange.Negotiated(conn) {
+		var err error
+		if conn, peer, err = t.exchange.Accept(conn, exchangeTimeout); err != nil {
+			t.deps.log.Debug("tcp_proxy: metadata exchange failed", "statPrefix", t.statPrefix, "remote", conn.RemoteAddr().String(), "error", err)
+			return
+		}
+	}
 	if !t.authorize(conn) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	up, cl, err := t.dial(ctx, target)
+	up, cl, upPeer, err := t.dial(ctx, target)
 	cancel()
 	if err != nil {
 		t.deps.log.Debug("tcp_proxy: no upstream", "statPrefix", t.statPrefix, "cluster", t.cluster, "error", err)
 		return
 	}
 	defer up.Close()
-	closed := t.open(conn, cl.Name())
+	if !t.inbound() {
+		peer = upPeer // metrics of outbound connections label the upstream
+	}
+	closed := t.open(conn, peer, cl.Name())
 	rx, tx := pipe(conn, up, t.idleTimeout)
 	t.bytesRx.Add(uint64(rx))
 	t.bytesTx.Add(uint64(tx))
@@ -200,13 +235,17 @@ func compileTCPObservers(fs []*listenerv3.Filter, d *deps) ([]filters.TCPObserve
 	return out, fs, nil
 }
 
-// open tells the observers about a connection proxied to cluster; the
+// open tells the observers about a connection proxied to cluster, with
+// the peer proxy's identity when the metadata exchange found one; the
 // returned function reports its end.
-func (t *tcpProxy) open(down net.Conn, cluster string) func(rx, tx int64) {
+func (t *tcpProxy) open(down net.Conn, peer *metadataexchange.Peer, cluster string) func(rx, tx int64) {
 	if len(t.observers) == 0 {
 		return func(int64, int64) {}
 	}
 	info := netConnInfo(down)
+	if peer != nil {
+		info.PeerMetadata = peer.Metadata
+	}
 	closers := make([]func(int64, int64), len(t.observers))
 	for i, o := range t.observers {
 		closers[i] = o.OpenTCP(info, cluster)

@@ -340,3 +340,59 @@ func BenchmarkRecord(b *testing.B) {
 		}
 	})
 }
+
+// TestTCPPeerFromExchange: with the peer's node metadata from the TCP
+// metadata exchange, both reporters label the other workload; without it
+// only what the connection shows is known.
+func TestTCPPeerFromExchange(t *testing.T) {
+	productpageMeta, err := NodeMetadata(productpage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reviewsMeta, err := NodeMetadata(reviews)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const cluster = "outbound|3306||mysql.bookinfo.svc.cluster.local"
+	for _, tc := range []struct {
+		name    string
+		self    Node
+		inbound bool
+		conn    *filters.Conn
+		want    map[string]string
+	}{
+		{"destination with exchange", reviews, true,
+			&filters.Conn{PeerPrincipal: "cluster.local/ns/bookinfo/sa/bookinfo-productpage", PeerMetadata: productpageMeta},
+			map[string]string{"reporter": "destination", "source_workload": "productpage-v1", "source_app": "productpage", "source_version": "v1",
+				"source_canonical_service": "productpage", "source_cluster": "Kubernetes", "source_workload_namespace": "bookinfo",
+				"destination_workload": "reviews-v2", "connection_security_policy": "mutual_tls"}},
+		{"destination without exchange", reviews, true,
+			&filters.Conn{PeerPrincipal: "cluster.local/ns/other/sa/default"},
+			map[string]string{"reporter": "destination", "source_workload": "unknown", "source_app": "unknown", "source_workload_namespace": "other",
+				"destination_workload": "reviews-v2"}},
+		{"source with exchange", productpage, false,
+			&filters.Conn{PeerMetadata: reviewsMeta},
+			map[string]string{"reporter": "source", "source_workload": "productpage-v1", "destination_workload": "reviews-v2", "destination_app": "reviews",
+				"destination_version": "v2", "destination_workload_namespace": "bookinfo", "destination_service": "mysql.bookinfo.svc.cluster.local"}},
+		{"source without exchange", productpage, false,
+			&filters.Conn{},
+			map[string]string{"reporter": "source", "destination_workload": "unknown", "destination_workload_namespace": "bookinfo",
+				"destination_service_name": "mysql"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := stats.NewStore()
+			f := build(t, tc.self, map[string]any{}, store, "")
+			f.BindTCP(store, tc.inbound)
+			f.OpenTCP(tc.conn, cluster)(10, 20)
+			got, s := seriesLabels(t, store, "istio_tcp_connections_opened_total")
+			if s.Counter.Value() != 1 {
+				t.Errorf("opened = %d, want 1", s.Counter.Value())
+			}
+			for k, v := range tc.want {
+				if got[k] != v {
+					t.Errorf("%s = %q, want %q", k, got[k], v)
+				}
+			}
+		})
+	}
+}

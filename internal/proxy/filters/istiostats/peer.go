@@ -73,10 +73,11 @@ func peerOf(n Node) *peer {
 	}
 }
 
-// encodeNode renders the metadata header value: Istio's node metadata keys
-// (NAME, NAMESPACE, WORKLOAD_NAME, CLUSTER_ID, LABELS) with the labels that
+// NodeMetadata is the node metadata a proxy announces to its peers, in
+// the metadata exchange header (HTTP) or frame (TCP): Istio's keys (NAME,
+// NAMESPACE, WORKLOAD_NAME, CLUSTER_ID, LABELS) with the labels that
 // metrics read, canonical ones filled in so both sides agree.
-func encodeNode(n Node) (string, error) {
+func NodeMetadata(n Node) (*structpb.Struct, error) {
 	p := peerOf(n)
 	labels := map[string]any{labelCanonicalName: p.canonicalService, labelCanonicalRevision: p.canonicalRevision}
 	if v := n.Labels["app"]; v != "" {
@@ -85,13 +86,19 @@ func encodeNode(n Node) (string, error) {
 	if v := n.Labels["version"]; v != "" {
 		labels["version"] = v
 	}
-	s, err := structpb.NewStruct(map[string]any{
+	return structpb.NewStruct(map[string]any{
 		"NAME":          n.Name,
 		"NAMESPACE":     n.Namespace,
 		"WORKLOAD_NAME": n.WorkloadName,
 		"CLUSTER_ID":    n.ClusterID,
 		"LABELS":        labels,
 	})
+}
+
+// encodeNode renders the HTTP metadata header value: NodeMetadata,
+// serialized and base64-encoded.
+func encodeNode(n Node) (string, error) {
+	s, err := NodeMetadata(n)
 	if err != nil {
 		return "", err
 	}
@@ -112,6 +119,11 @@ func decodeNode(v string) (Node, error) {
 	if err := proto.Unmarshal(b, &s); err != nil {
 		return Node{}, fmt.Errorf("%s: %v", headerPeerMetadata, err)
 	}
+	return nodeOf(&s), nil
+}
+
+// nodeOf reads the node metadata keys NodeMetadata writes.
+func nodeOf(s *structpb.Struct) Node {
 	f := s.GetFields()
 	n := Node{
 		Name:         f["NAME"].GetStringValue(),
@@ -123,7 +135,7 @@ func decodeNode(v string) (Node, error) {
 	for k, lv := range f["LABELS"].GetStructValue().GetFields() {
 		n.Labels[k] = lv.GetStringValue()
 	}
-	return n, nil
+	return n
 }
 
 // peerCache memoizes decoded peers by header value: a proxy talks to few

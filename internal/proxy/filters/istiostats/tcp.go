@@ -58,11 +58,12 @@ func (f *Filter) BindTCP(store *stats.Store, inbound bool) {
 
 // OpenTCP counts an opened connection and returns what counts its close.
 //
-// TCP has no metadata exchange here (Istio's uses an ALPN-negotiated
-// handshake), so the peer is what the connection itself says: on the
-// inbound side the mTLS peer certificate gives source_principal and
-// source_workload_namespace; on the outbound side the cluster name gives
-// destination_service. Other peer labels are "unknown".
+// The peer's workload labels come from Istio's TCP metadata exchange
+// (conn.PeerMetadata, see metadataexchange). Without one, the peer is what
+// the connection itself says: on the inbound side the mTLS peer
+// certificate gives source_workload_namespace; on the outbound side the
+// cluster name gives destination_service and its namespace. Other peer
+// labels are then "unknown".
 func (f *Filter) OpenTCP(conn *filters.Conn, cluster string) func(received, sent int64) {
 	m := f.tcp
 	if m == nil {
@@ -90,7 +91,11 @@ func (f *Filter) OpenTCP(conn *filters.Conn, cluster string) func(received, sent
 }
 
 func (f *Filter) tcpLabels(inbound bool, conn *filters.Conn, cluster string, v *[numLabels]string) {
-	src, dst := f.self, unknownPeer
+	other := unknownPeer
+	if conn != nil && conn.PeerMetadata != nil {
+		other = peerOf(nodeOf(conn.PeerMetadata))
+	}
+	src, dst := f.self, other
 	v[lReporter] = "source"
 	v[lSrcPrincipal], v[lDstPrincipal] = "unknown", "unknown"
 	v[lSecurityPolicy] = "unknown"
@@ -98,12 +103,14 @@ func (f *Filter) tcpLabels(inbound bool, conn *filters.Conn, cluster string, v *
 	if inbound {
 		v[lReporter] = "destination"
 		v[lSecurityPolicy] = "none"
-		peer := *unknownPeer
+		peer := *other
 		if conn != nil && conn.PeerPrincipal != "" {
 			v[lSecurityPolicy] = "mutual_tls"
 			p := f.principals(conn.PeerPrincipal)
 			v[lSrcPrincipal], v[lDstPrincipal] = p[0], p[1]
-			peer.namespace = principalNamespace(conn.PeerPrincipal)
+			if peer.namespace == "unknown" {
+				peer.namespace = principalNamespace(conn.PeerPrincipal)
+			}
 		}
 		src, dst = &peer, f.self
 		svc = ""
@@ -115,7 +122,7 @@ func (f *Filter) tcpLabels(inbound bool, conn *filters.Conn, cluster string, v *
 	v[lSrcCanonicalService], v[lSrcCanonicalRevision], v[lSrcCluster] = src.canonicalService, src.canonicalRevision, src.cluster
 	v[lDstWorkload], v[lDstNamespace], v[lDstApp], v[lDstVersion] = dst.workload, dst.namespace, dst.app, dst.version
 	v[lDstCanonicalService], v[lDstCanonicalRevision], v[lDstCluster] = dst.canonicalService, dst.canonicalRevision, dst.cluster
-	if !inbound && svc != "" {
+	if !inbound && svc != "" && v[lDstNamespace] == "unknown" {
 		// The service's namespace is the destination workload's.
 		_, ns := serviceParts(svc)
 		v[lDstNamespace] = ns
