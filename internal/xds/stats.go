@@ -36,14 +36,16 @@ var (
 )
 
 // istioMetricNames maps Telemetry's IstioMetric to the PluginConfig metric
-// names the proxy implements (HTTP metrics; TCP and gRPC message metrics
-// are not produced).
+// names the proxy's overrides apply to (the HTTP and gRPC message metrics;
+// the TCP metrics keep their standard labels).
 var istioMetricNames = map[telemetry.MetricSelector_IstioMetric]string{
-	telemetry.MetricSelector_ALL_METRICS:      "",
-	telemetry.MetricSelector_REQUEST_COUNT:    "requests_total",
-	telemetry.MetricSelector_REQUEST_DURATION: "request_duration_milliseconds",
-	telemetry.MetricSelector_REQUEST_SIZE:     "request_bytes",
-	telemetry.MetricSelector_RESPONSE_SIZE:    "response_bytes",
+	telemetry.MetricSelector_ALL_METRICS:            "",
+	telemetry.MetricSelector_REQUEST_COUNT:          "requests_total",
+	telemetry.MetricSelector_REQUEST_DURATION:       "request_duration_milliseconds",
+	telemetry.MetricSelector_REQUEST_SIZE:           "request_bytes",
+	telemetry.MetricSelector_RESPONSE_SIZE:          "response_bytes",
+	telemetry.MetricSelector_GRPC_REQUEST_MESSAGES:  "request_messages_total",
+	telemetry.MetricSelector_GRPC_RESPONSE_MESSAGES: "response_messages_total",
 }
 
 // applyStats configures Istio's standard metrics: the istio.stats filter
@@ -95,7 +97,7 @@ func (g *generator) metricOverrides(kind hcmKind) []any {
 				}
 				name, ok := istioMetricNames[o.GetMatch().GetMetric()]
 				if !ok {
-					// TCP and gRPC message metrics: not produced, nothing to override.
+					g.warnf("Telemetry metrics override for %s: overrides of the TCP metrics are not supported; it is ignored", o.GetMatch().GetMetric())
 					continue
 				}
 				entry := map[string]any{"name": name}

@@ -441,6 +441,25 @@ func TestProtocols(t *testing.T) {
 		if !want.MatchString(prom) {
 			t.Errorf("grpc-echo sidecar has no mutual_tls grpc request with status 7 from the client:\n%s", grepLines(prom, "istio_requests_total"))
 		}
+		// Istio's gRPC message metrics count each call's messages: a
+		// check makes an OK unary call (1 in, 1 out), a denied one (1 in,
+		// 0 out), a server stream ending NotFound (1 in, 3 out) and an OK
+		// bidi stream (3 in, 3 out).
+		samples := scrape(t, ip("grpc-echo-"))
+		dest := map[string]string{"reporter": "destination", "request_protocol": "grpc", "source_workload": "grpc-client"}
+		calls := sum(samples, "istio_requests_total", dest, "grpc_response_status")
+		in := sum(samples, "istio_request_messages_total", dest, "grpc_response_status")
+		out := sum(samples, "istio_response_messages_total", dest, "grpc_response_status")
+		n := calls["5"]
+		if n < 1 || calls["0"] != 2*n || calls["7"] != n ||
+			in["0"] != 4*n || out["0"] != 4*n || in["7"] != n || out["7"] != 0 || in["5"] != n || out["5"] != 3*n {
+			t.Errorf("gRPC message counts for %v checks: calls %v, request messages %v, response messages %v", n, calls, in, out)
+		} else {
+			t.Logf("gRPC message metrics over %v checks: calls %v, request messages %v, response messages %v", n, calls, in, out)
+		}
+		if http := sum(scrape(t, clientIP), "istio_request_messages_total", map[string]string{"request_protocol": "http"}, "reporter"); len(http) != 0 {
+			t.Errorf("HTTP requests have message metrics: %v", http)
+		}
 	})
 
 	t.Run("TCP through two sidecars", func(t *testing.T) {

@@ -29,6 +29,10 @@ type RequestInfo struct {
 
 	BytesReceived int64 // request body bytes read from the client
 	BytesSent     int64 // response body bytes written to the client
+	// RequestMessages and ResponseMessages count the gRPC messages of the
+	// two bodies (zero unless the request is gRPC), as Envoy's grpc_stats
+	// filter does for Istio's message metrics.
+	RequestMessages, ResponseMessages int64
 }
 
 // Observer is told about every completed request. Filters in the chain

@@ -264,10 +264,17 @@ func (h *connectionManager) serve(w http.ResponseWriter, r *http.Request, target
 	h.stats.rqActive.Inc()
 	var counted *countingWriter
 	if len(h.observers) > 0 {
+		grpc := isGRPC(r)
 		counted = &countingWriter{ResponseWriter: w}
+		if grpc {
+			counted.grpc = &grpcMessages{}
+		}
 		ex.w = counted
 		if r.Body != nil && r.Body != http.NoBody {
 			ex.reqBody = &countingReader{ReadCloser: r.Body}
+			if grpc {
+				ex.reqBody.grpc = &grpcMessages{}
+			}
 			r.Body = ex.reqBody
 		}
 	}

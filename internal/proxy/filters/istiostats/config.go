@@ -141,11 +141,20 @@ const (
 	mDuration
 	mRequestBytes
 	mResponseBytes
+	mRequestMessages  // gRPC only
+	mResponseMessages // gRPC only
 	numMetrics
 )
 
 // metricNames are the names Telemetry overrides and PluginConfig use.
-var metricNames = [numMetrics]string{"requests_total", "request_duration_milliseconds", "request_bytes", "response_bytes"}
+var metricNames = [numMetrics]string{"requests_total", "request_duration_milliseconds", "request_bytes", "response_bytes",
+	"request_messages_total", "response_messages_total"}
+
+// counterMetric says which metrics are counters (the rest are histograms).
+var counterMetric = [numMetrics]bool{mRequests: true, mRequestMessages: true, mResponseMessages: true}
+
+// grpcOnlyMetric: Istio reports message counts for gRPC requests only.
+var grpcOnlyMetric = [numMetrics]bool{mRequestMessages: true, mResponseMessages: true}
 
 // labelSource says where one label of a metric comes from: a standard
 // label (std ≥ 0) or an expression (expr ≥ 0, index into plan.exprs).

@@ -4,7 +4,8 @@
 // x-envoy-peer-metadata, the server-side proxy strips it, answers with its
 // own, and both record Istio's standard metrics (istio_requests_total,
 // istio_request_duration_milliseconds, istio_request_bytes,
-// istio_response_bytes) with Istio's labels, reporter "destination" on a
+// istio_response_bytes, and for gRPC istio_request_messages_total and
+// istio_response_messages_total) with Istio's labels, reporter "destination" on a
 // sidecar's inbound side and "source" elsewhere (outbound, gateways).
 //
 // The filter also carries the proxyStatsMatcher (PluginConfig.stats_matcher,
@@ -96,7 +97,7 @@ type Filter struct {
 }
 
 // group holds the series one label tuple updates, so a request does one
-// map lookup for all four metrics.
+// map lookup for all its metrics.
 type group struct{ series [numMetrics]*stats.Series }
 
 var (
@@ -116,7 +117,7 @@ func (f *Filter) UseStats(store *stats.Store, prefix string) {
 			continue
 		}
 		kind := stats.KindHistogram
-		if m == mRequests {
+		if counterMetric[m] {
 			kind = stats.KindCounter
 		}
 		name := "istio_" + metricNames[m]
@@ -200,13 +201,19 @@ func (f *Filter) OnComplete(info *filters.RequestInfo) {
 	if s := gr.series[mResponseBytes]; s != nil {
 		s.Histogram.Observe(float64(info.BytesSent))
 	}
+	if s := gr.series[mRequestMessages]; s != nil {
+		s.Counter.Add(uint64(max(info.RequestMessages, 0)))
+	}
+	if s := gr.series[mResponseMessages]; s != nil {
+		s.Counter.Add(uint64(max(info.ResponseMessages, 0)))
+	}
 }
 
 func (f *Filter) newGroup(key string, vals *[numLabels]string, exprVals []string) any {
 	gr := &group{}
 	for m, mp := range f.plan.metrics {
 		fam := f.families[m]
-		if mp.drop || fam == nil {
+		if mp.drop || fam == nil || grpcOnlyMetric[m] && vals[lProtocol] != "grpc" {
 			continue
 		}
 		values := make([]string, len(mp.sources))

@@ -396,3 +396,36 @@ func TestTCPPeerFromExchange(t *testing.T) {
 		})
 	}
 }
+
+// TestGRPCMessageMetrics: gRPC requests add their message counts to
+// istio_request_messages_total and istio_response_messages_total; HTTP
+// requests create no message series at all, as in Istio.
+func TestGRPCMessageMetrics(t *testing.T) {
+	store := stats.NewStore()
+	f := build(t, reviews, map[string]any{}, store, "http.inbound_0.0.0.0_9080")
+	complete := func(contentType string, reqMsgs, respMsgs int64) {
+		r := httptest.NewRequest("POST", "http://reviews:9080/pkg.Svc/Call", nil)
+		r.Header.Set("Content-Type", contentType)
+		req := &filters.Request{HTTP: r, Conn: &filters.Conn{}}
+		f.OnRequest(req)
+		f.OnComplete(&filters.RequestInfo{Request: req, Status: 200, ResponseFlags: "-", ResponseHeader: http.Header{},
+			Trailer: http.Header{"Grpc-Status": {"0"}}, RequestMessages: reqMsgs, ResponseMessages: respMsgs, Inbound: true})
+	}
+	complete("application/json", 0, 0)
+	complete("application/grpc", 1, 1)
+	complete("application/grpc", 3, 5) // a streaming call
+	for name, want := range map[string]uint64{"istio_request_messages_total": 4, "istio_response_messages_total": 6} {
+		got, s := seriesLabels(t, store, name)
+		if got["request_protocol"] != "grpc" || got["grpc_response_status"] != "0" || got["reporter"] != "destination" {
+			t.Errorf("%s labels %v", name, got)
+		}
+		if s.Counter.Value() != want {
+			t.Errorf("%s = %d, want %d", name, s.Counter.Value(), want)
+		}
+	}
+	for _, fam := range store.Families() {
+		if fam.Name == "istio_requests_total" && len(fam.Series()) != 2 {
+			t.Errorf("istio_requests_total has %d series, want 2 (http and grpc)", len(fam.Series()))
+		}
+	}
+}
