@@ -12,6 +12,7 @@ import (
 	telemetry "istio.io/api/telemetry/v1alpha1"
 
 	"github.com/skein-mesh/skein/internal/config"
+	"github.com/skein-mesh/skein/internal/proxy/attribute"
 )
 
 // Istio's stats filter, configured by a TypedStruct as Istio emits it.
@@ -117,8 +118,8 @@ func (g *generator) metricOverrides(kind hcmKind) []any {
 					case telemetry.MetricsOverrides_TagOverride_REMOVE:
 						remove = append(remove, tag)
 					case telemetry.MetricsOverrides_TagOverride_UPSERT:
-						if !supportedExpr(to.GetValue()) {
-							g.warnf("Telemetry metrics tagOverrides[%q].value %q: only string literals, request.headers['name'], request.host, request.method, request.path, request.url_path and response.code are supported", tag, to.GetValue())
+						if _, err := attribute.Parse(to.GetValue()); err != nil {
+							g.warnf("Telemetry metrics tagOverrides[%q].value: %v; the override is ignored", tag, err)
 							continue
 						}
 						dims[tag] = to.GetValue()
@@ -181,20 +182,6 @@ func modeApplies(mode telemetry.WorkloadMode, kind hcmKind) bool {
 		return kind == hcmInbound
 	}
 	return true
-}
-
-var (
-	literalExpr = regexp.MustCompile(`^\s*('[^'\\]*'|"[^"\\]*")\s*$`)
-	headerExpr  = regexp.MustCompile(`^\s*request\.headers\[('[^'\\]+'|"[^"\\]+")\]\s*$`)
-)
-
-// supportedExpr mirrors the expressions the proxy's istio.stats evaluates.
-func supportedExpr(e string) bool {
-	switch strings.TrimSpace(e) {
-	case "request.host", "request.method", "request.path", "request.url_path", "response.code":
-		return true
-	}
-	return literalExpr.MatchString(e) || headerExpr.MatchString(e)
 }
 
 // statsMatcher is the proxyStatsMatcher: Istio's default inclusions plus

@@ -3,63 +3,121 @@ package istiostats
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 
+	"github.com/skein-mesh/skein/internal/proxy/attribute"
 	"github.com/skein-mesh/skein/internal/proxy/filters"
 )
 
-// expr is a dimension value expression. Istio takes CEL; the proxy
-// implements the forms Telemetry tagOverrides use in practice: a string
-// literal, request.headers['name'], request.host, request.method,
-// request.path, request.url_path and response.code. Anything else is
-// rejected so the config is NACKed rather than silently mislabelled.
+// expr is a dimension value expression (Telemetry tagOverrides), in the
+// grammar of package attribute. An attribute with no value in a request
+// is "unknown", as Istio's stats report a failed or empty expression.
 type expr func(info *filters.RequestInfo) string
 
 func parseExpr(s string) (expr, error) {
-	s = strings.TrimSpace(s)
-	if lit, ok := quoted(s); ok {
+	e, err := attribute.Parse(s)
+	if err != nil {
+		return nil, err
+	}
+	if e.IsLiteral {
+		lit := e.Literal
 		return func(*filters.RequestInfo) string { return lit }, nil
 	}
-	if rest, ok := strings.CutPrefix(s, "request.headers["); ok {
-		name, ok := quoted(strings.TrimSuffix(rest, "]"))
-		if !ok || !strings.HasSuffix(rest, "]") || name == "" {
-			return nil, fmt.Errorf("expression %q: want request.headers['name']", s)
+	if e.Key != "" {
+		key := http.CanonicalHeaderKey(e.Key)
+		var header func(info *filters.RequestInfo) http.Header
+		switch e.Attribute {
+		case "request.headers":
+			header = func(info *filters.RequestInfo) http.Header { return httpReq(info).Header }
+		case "response.headers":
+			header = func(info *filters.RequestInfo) http.Header { return info.ResponseHeader }
+		case "response.trailers":
+			header = func(info *filters.RequestInfo) http.Header { return info.Trailer }
 		}
-		key := http.CanonicalHeaderKey(name)
-		return func(info *filters.RequestInfo) string {
-			if info.Request == nil || info.Request.HTTP == nil {
-				return "unknown"
-			}
-			return orUnknown(info.Request.HTTP.Header.Get(key))
-		}, nil
+		return func(info *filters.RequestInfo) string { return orUnknown(header(info).Get(key)) }, nil
 	}
-	switch s {
-	case "request.host":
-		return func(info *filters.RequestInfo) string { return orUnknown(httpReq(info).Host) }, nil
-	case "request.method":
-		return func(info *filters.RequestInfo) string { return orUnknown(httpReq(info).Method) }, nil
-	case "request.path":
-		return func(info *filters.RequestInfo) string {
-			if u := httpReq(info).URL; u != nil {
-				return orUnknown(u.RequestURI())
-			}
-			return "unknown"
-		}, nil
-	case "request.url_path":
-		return func(info *filters.RequestInfo) string {
-			if u := httpReq(info).URL; u != nil {
-				return orUnknown(u.Path)
-			}
-			return "unknown"
-		}, nil
-	case "response.code":
-		return func(info *filters.RequestInfo) string { return statusText(info.Status) }, nil
+	get, ok := attributes[e.Attribute]
+	if !ok {
+		// attribute.Names and this table must agree.
+		return nil, fmt.Errorf("expression %q: attribute %s is not implemented", s, e.Attribute)
 	}
-	return nil, fmt.Errorf("expression %q is not supported (string literal, request.headers['name'], request.host, request.method, request.path, request.url_path, response.code)", s)
+	return func(info *filters.RequestInfo) string { return orUnknown(get(info)) }, nil
 }
 
-var emptyRequest = &http.Request{Header: http.Header{}}
+// attributes evaluate Envoy's scalar attributes (attribute.Names).
+var attributes = map[string]func(info *filters.RequestInfo) string{
+	"request.host":   func(info *filters.RequestInfo) string { return httpReq(info).Host },
+	"request.method": func(info *filters.RequestInfo) string { return httpReq(info).Method },
+	"request.path": func(info *filters.RequestInfo) string {
+		if u := httpReq(info).URL; u != nil {
+			return u.RequestURI()
+		}
+		return ""
+	},
+	"request.url_path": func(info *filters.RequestInfo) string {
+		if u := httpReq(info).URL; u != nil {
+			return u.Path
+		}
+		return ""
+	},
+	"request.query": func(info *filters.RequestInfo) string {
+		if u := httpReq(info).URL; u != nil {
+			return u.RawQuery
+		}
+		return ""
+	},
+	"request.id":        func(info *filters.RequestInfo) string { return httpReq(info).Header.Get("X-Request-Id") },
+	"request.referer":   func(info *filters.RequestInfo) string { return httpReq(info).Header.Get("Referer") },
+	"request.useragent": func(info *filters.RequestInfo) string { return httpReq(info).Header.Get("User-Agent") },
+	"request.protocol": func(info *filters.RequestInfo) string {
+		// Envoy's spelling: HTTP/1.0, HTTP/1.1, HTTP/2.
+		if p := httpReq(info).Proto; p != "HTTP/2.0" {
+			return p
+		}
+		return "HTTP/2"
+	},
+	"request.size":         func(info *filters.RequestInfo) string { return strconv.FormatInt(info.BytesReceived, 10) },
+	"response.code":        func(info *filters.RequestInfo) string { return statusText(info.Status) },
+	"response.flags":       func(info *filters.RequestInfo) string { return info.ResponseFlags },
+	"response.size":        func(info *filters.RequestInfo) string { return strconv.FormatInt(info.BytesSent, 10) },
+	"response.grpc_status": grpcStatus,
+	"source.address":       func(info *filters.RequestInfo) string { return addrText(conn(info).Source) },
+	"source.port":          func(info *filters.RequestInfo) string { return portText(conn(info).Source) },
+	"destination.address":  func(info *filters.RequestInfo) string { return addrText(conn(info).Destination) },
+	"destination.port":     func(info *filters.RequestInfo) string { return portText(conn(info).Destination) },
+	"connection.mtls": func(info *filters.RequestInfo) string {
+		return strconv.FormatBool(conn(info).TLS && conn(info).PeerCertificate != nil)
+	},
+	"connection.requested_server_name": func(info *filters.RequestInfo) string { return conn(info).SNI },
+	"connection.uri_san_peer_certificate": func(info *filters.RequestInfo) string {
+		if p := conn(info).PeerPrincipal; p != "" {
+			return "spiffe://" + p
+		}
+		return ""
+	},
+	"upstream.address": func(info *filters.RequestInfo) string { return info.UpstreamHost },
+	"upstream.port": func(info *filters.RequestInfo) string {
+		if i := strings.LastIndexByte(info.UpstreamHost, ':'); i >= 0 {
+			return info.UpstreamHost[i+1:]
+		}
+		return ""
+	},
+	"xds.cluster_name": func(info *filters.RequestInfo) string { return info.Cluster },
+}
+
+func grpcStatus(info *filters.RequestInfo) string {
+	if s := info.Trailer.Get("Grpc-Status"); s != "" {
+		return s
+	}
+	return info.ResponseHeader.Get("Grpc-Status")
+}
+
+var (
+	emptyRequest = &http.Request{Header: http.Header{}}
+	emptyConn    = &filters.Conn{}
+)
 
 func httpReq(info *filters.RequestInfo) *http.Request {
 	if info.Request == nil || info.Request.HTTP == nil {
@@ -68,20 +126,25 @@ func httpReq(info *filters.RequestInfo) *http.Request {
 	return info.Request.HTTP
 }
 
-// quoted unquotes a single- or double-quoted string literal.
-func quoted(s string) (string, bool) {
-	if len(s) < 2 {
-		return "", false
+func conn(info *filters.RequestInfo) *filters.Conn {
+	if info.Request == nil || info.Request.Conn == nil {
+		return emptyConn
 	}
-	q := s[0]
-	if (q != '\'' && q != '"') || s[len(s)-1] != q {
-		return "", false
+	return info.Request.Conn
+}
+
+func addrText(ap netip.AddrPort) string {
+	if !ap.IsValid() {
+		return ""
 	}
-	inner := s[1 : len(s)-1]
-	if strings.IndexByte(inner, q) >= 0 || strings.IndexByte(inner, '\\') >= 0 {
-		return "", false
+	return ap.String()
+}
+
+func portText(ap netip.AddrPort) string {
+	if !ap.IsValid() {
+		return ""
 	}
-	return inner, true
+	return strconv.Itoa(int(ap.Port()))
 }
 
 // statusTexts avoids formatting status codes per request.
