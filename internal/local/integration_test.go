@@ -246,11 +246,17 @@ func TestSkeinUpBinary(t *testing.T) {
 	if pod.Labels[labelTLSMode] != "istio" {
 		t.Errorf("injected pod lacks %s: %v", labelTLSMode, pod.Labels)
 	}
-	// Traffic to the pod IP goes through the sidecar's inbound listener to the app.
-	code, body, err := httpGet("http://" + net.JoinHostPort(pod.Status.PodIP, "9080") + "/details/0")
-	if err != nil || code != http.StatusOK || !strings.Contains(body, "ISBN-10") {
-		t.Errorf("GET details through the sidecar: %d %v %.200s", code, err, body)
-	}
+	// Traffic to the pod IP goes through the sidecar's inbound listener to
+	// the app. As in Istio, a ready sidecar may get its inbound listener in
+	// a push just after its first one, so the first request may come early.
+	var (
+		code int
+		body string
+	)
+	waitFor(t, 10*time.Second, "details through the sidecar", func() bool {
+		code, body, err = httpGet("http://" + net.JoinHostPort(pod.Status.PodIP, "9080") + "/details/0")
+		return err == nil && code == http.StatusOK && strings.Contains(body, "ISBN-10")
+	})
 	logPath := filepath.Join(dataDir, "logs", "itest", pod.Name, "details.log")
 	if b, err := os.ReadFile(logPath); err != nil || !strings.Contains(string(b), "start #1") {
 		t.Errorf("container log %s: %v %.300s", logPath, err, b)

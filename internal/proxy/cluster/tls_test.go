@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,7 +122,7 @@ func TestTransportSocketMatches(t *testing.T) {
 		// No ALPN: Go's http.Server closes connections that negotiated a
 		// protocol it does not serve (the sidecar's listener does not).
 		ClientCAs: ids[0].roots})
-	go (&http.Server{Handler: echo, ErrorLog: log.New(testWriter{t}, "", 0)}).Serve(tlsLn)
+	go (&http.Server{Handler: echo, ErrorLog: log.New(newTestWriter(t), "", 0)}).Serve(tlsLn)
 	defer tlsLn.Close()
 	// A workload without sidecar: plaintext.
 	plainLn, err := net.Listen("tcp", "127.0.0.1:0")
@@ -174,6 +175,30 @@ func TestTransportSocketMatches(t *testing.T) {
 	}
 }
 
-type testWriter struct{ t *testing.T }
+// testWriter sends a server's error log to the test's log while the test
+// runs; a handshake the server finishes after the test is dropped (logging
+// then would panic).
+type testWriter struct {
+	t    *testing.T
+	mu   *sync.Mutex
+	done *bool
+}
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+func newTestWriter(t *testing.T) testWriter {
+	w := testWriter{t: t, mu: &sync.Mutex{}, done: new(bool)}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		*w.done = true
+		w.mu.Unlock()
+	})
+	return w
+}
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !*w.done {
+		w.t.Log(string(p))
+	}
+	return len(p), nil
+}
