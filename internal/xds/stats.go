@@ -37,8 +37,7 @@ var (
 )
 
 // istioMetricNames maps Telemetry's IstioMetric to the PluginConfig metric
-// names the proxy's overrides apply to (the HTTP and gRPC message metrics;
-// the TCP metrics keep their standard labels).
+// names (Istio's metric names without "istio_").
 var istioMetricNames = map[telemetry.MetricSelector_IstioMetric]string{
 	telemetry.MetricSelector_ALL_METRICS:            "",
 	telemetry.MetricSelector_REQUEST_COUNT:          "requests_total",
@@ -47,6 +46,10 @@ var istioMetricNames = map[telemetry.MetricSelector_IstioMetric]string{
 	telemetry.MetricSelector_RESPONSE_SIZE:          "response_bytes",
 	telemetry.MetricSelector_GRPC_REQUEST_MESSAGES:  "request_messages_total",
 	telemetry.MetricSelector_GRPC_RESPONSE_MESSAGES: "response_messages_total",
+	telemetry.MetricSelector_TCP_OPENED_CONNECTIONS: "tcp_connections_opened_total",
+	telemetry.MetricSelector_TCP_CLOSED_CONNECTIONS: "tcp_connections_closed_total",
+	telemetry.MetricSelector_TCP_SENT_BYTES:         "tcp_sent_bytes_total",
+	telemetry.MetricSelector_TCP_RECEIVED_BYTES:     "tcp_received_bytes_total",
 }
 
 // applyStats configures Istio's standard metrics: the istio.stats filter
@@ -98,7 +101,7 @@ func (g *generator) metricOverrides(kind hcmKind) []any {
 				}
 				name, ok := istioMetricNames[o.GetMatch().GetMetric()]
 				if !ok {
-					g.warnf("Telemetry metrics override for %s: overrides of the TCP metrics are not supported; it is ignored", o.GetMatch().GetMetric())
+					g.warnf("Telemetry metrics override for %s: unknown metric; it is ignored", o.GetMatch().GetMetric())
 					continue
 				}
 				entry := map[string]any{"name": name}

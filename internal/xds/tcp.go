@@ -167,10 +167,13 @@ func metadataExchangeFilter() *listenerv3.Filter {
 // tcpStatsFilter is istio.stats as a network filter before tcp_proxy:
 // Istio's TCP metrics (istio_tcp_connections_opened_total, ..._closed_total,
 // istio_tcp_received_bytes_total, istio_tcp_sent_bytes_total). Its config
-// carries the proxyStatsMatcher and, inbound, the port's services;
-// Telemetry metric overrides are applied to the HTTP metrics only.
+// carries the Telemetry metric overrides for this side (as the connection
+// managers' does), the proxyStatsMatcher and, inbound, the port's services.
 func (g *generator) tcpStatsFilter(port uint32, kind hcmKind) *listenerv3.Filter {
 	cfg := map[string]any{"stats_matcher": g.statsMatcher()}
+	if metrics := g.metricOverrides(kind); len(metrics) > 0 {
+		cfg["metrics"] = metrics
+	}
 	if kind == hcmInbound {
 		if svcs := g.inboundServices(fmt.Sprintf("inbound_0.0.0.0_%d", port)); len(svcs) > 0 {
 			cfg["inbound_services"] = toAny(svcs)

@@ -57,6 +57,12 @@ func TestKubernetesMesh(t *testing.T) {
 		}
 	}
 	start(t, "node", "node", "--kubeconfig", c.Kubeconfig, "--name", "skein-e2e", "--data-dir", filepath.Join(dir, "node"))
+	// kubectl wait fails at once on a Node not yet registered: wait for
+	// the agent to register it first.
+	eventually(t, 60*time.Second, "node skein-e2e registered", func() error {
+		_, err := c.Kubectl(ctx, "get", "node/skein-e2e")
+		return err
+	})
 	kubectl("", "wait", "--for=condition=Ready", "node/skein-e2e", "--timeout=60s")
 
 	// The tutorial's steps, verbatim but for the file's location.

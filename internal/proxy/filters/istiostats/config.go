@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/skein-mesh/skein/internal/proxy/filters"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
 
@@ -167,42 +169,61 @@ type metricPlan struct {
 	sources []labelSource
 }
 
-// plan is the compiled metric configuration of one filter.
+// plan is the compiled metric configuration of one metric set (the HTTP
+// metrics, or the TCP ones): per metric its shape, and the expressions the
+// shapes' dimensions evaluate.
 type plan struct {
-	metrics [numMetrics]metricPlan
+	metrics []metricPlan
 	exprs   []expr
 }
 
+// metricSet is one family of Istio metrics a filter records.
+type metricSet struct {
+	names  []string // as Telemetry overrides name them, without "istio_"
+	labels []int    // the standard labels (indexes into standardLabels)
+}
+
+var (
+	httpMetrics = metricSet{names: metricNames[:], labels: allLabels()}
+	tcpMetrics  = metricSet{names: tcpMetricConfigNames[:], labels: tcpLabelIndexes()}
+)
+
+func allLabels() []int {
+	out := make([]int, numLabels)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+// knownMetric reports whether name is any metric the filter records: a
+// PluginConfig names HTTP and TCP metrics alike, and each set skips the
+// other's entries.
+func knownMetric(name string) bool {
+	return slices.Contains(httpMetrics.names, name) || slices.Contains(tcpMetrics.names, name)
+}
+
 // compile applies the metric overrides, in order (later ones win), to the
-// standard shapes.
-func compile(c *pluginConfig) (*plan, error) {
+// standard shapes of set's metrics.
+func compile(c *pluginConfig, set metricSet) (*plan, error) {
 	type shape struct {
 		drop    bool
 		removed map[string]bool
 		dims    map[string]string
 	}
-	var shapes [numMetrics]shape
+	shapes := make([]shape, len(set.names))
 	for i := range shapes {
 		shapes[i] = shape{removed: map[string]bool{}, dims: map[string]string{}}
 	}
 	for i, mc := range c.Metrics {
-		targets := []int{}
-		if mc.Name == "" {
-			for m := range numMetrics {
-				targets = append(targets, m)
-			}
-		} else {
-			found := false
-			for m, n := range metricNames {
-				if n == mc.Name {
-					targets, found = append(targets, m), true
-				}
-			}
-			if !found {
-				return nil, fmt.Errorf("metrics[%d].name %q: unknown metric (want one of %s)", i, mc.Name, strings.Join(metricNames[:], ", "))
-			}
+		if mc.Name != "" && !knownMetric(mc.Name) {
+			return nil, fmt.Errorf("metrics[%d].name %q: unknown metric (want one of %s, %s)", i, mc.Name,
+				strings.Join(httpMetrics.names, ", "), strings.Join(tcpMetrics.names, ", "))
 		}
-		for _, m := range targets {
+		for m, n := range set.names {
+			if mc.Name != "" && mc.Name != n {
+				continue
+			}
 			s := &shapes[m]
 			if mc.Drop {
 				s.drop = true
@@ -217,7 +238,7 @@ func compile(c *pluginConfig) (*plan, error) {
 			}
 		}
 	}
-	p := &plan{}
+	p := &plan{metrics: make([]metricPlan, len(set.names))}
 	exprIndex := map[string]int{}
 	for m, s := range shapes {
 		mp := metricPlan{drop: s.drop}
@@ -226,7 +247,7 @@ func compile(c *pluginConfig) (*plan, error) {
 			if !ok {
 				ex, err := parseExpr(e)
 				if err != nil {
-					return fmt.Errorf("metric %s dimension %q: %v", metricNames[m], label, err)
+					return fmt.Errorf("metric %s dimension %q: %v", set.names[m], label, err)
 				}
 				j = len(p.exprs)
 				p.exprs = append(p.exprs, ex)
@@ -237,7 +258,8 @@ func compile(c *pluginConfig) (*plan, error) {
 			return nil
 		}
 		std := map[string]bool{}
-		for i, l := range standardLabels {
+		for _, i := range set.labels {
+			l := standardLabels[i]
 			std[l] = true
 			if s.removed[l] {
 				continue
@@ -260,7 +282,7 @@ func compile(c *pluginConfig) (*plan, error) {
 		sort.Strings(extra)
 		for _, l := range extra {
 			if !validLabel(l) {
-				return nil, fmt.Errorf("metric %s dimension %q: not a valid Prometheus label name", metricNames[m], l)
+				return nil, fmt.Errorf("metric %s dimension %q: not a valid Prometheus label name", set.names[m], l)
 			}
 			if err := add(l, s.dims[l]); err != nil {
 				return nil, err
@@ -269,6 +291,32 @@ func compile(c *pluginConfig) (*plan, error) {
 		p.metrics[m] = mp
 	}
 	return p, nil
+}
+
+// values fills one metric's label values from the standard labels and the
+// evaluated expressions.
+func (mp *metricPlan) values(std *[numLabels]string, exprVals []string) []string {
+	out := make([]string, len(mp.sources))
+	for i, src := range mp.sources {
+		if src.std >= 0 {
+			out[i] = std[src.std]
+		} else {
+			out[i] = exprVals[src.expr]
+		}
+	}
+	return out
+}
+
+// eval evaluates the plan's expressions for one request or connection.
+func (p *plan) eval(info *filters.RequestInfo) []string {
+	if len(p.exprs) == 0 {
+		return nil
+	}
+	out := make([]string, len(p.exprs))
+	for i, e := range p.exprs {
+		out[i] = e(info)
+	}
+	return out
 }
 
 func validLabel(l string) bool {

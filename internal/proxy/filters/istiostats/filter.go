@@ -65,7 +65,11 @@ func (s *shared) build(v *structpb.Struct) (*Filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := compile(c)
+	p, err := compile(c, httpMetrics)
+	if err != nil {
+		return nil, err
+	}
+	tp, err := compile(c, tcpMetrics)
 	if err != nil {
 		return nil, err
 	}
@@ -73,13 +77,14 @@ func (s *shared) build(v *structpb.Struct) (*Filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Filter{shared: s, plan: p, matcher: m, hostFallback: !c.DisableHostHeaderFallback, inboundServices: c.InboundServices}, nil
+	return &Filter{shared: s, plan: p, tcpPlan: tp, matcher: m, hostFallback: !c.DisableHostHeaderFallback, inboundServices: c.InboundServices}, nil
 }
 
 // Filter is one connection manager's istio.stats instance.
 type Filter struct {
 	*shared
-	plan         *plan
+	plan         *plan // the HTTP metrics
+	tcpPlan      *plan // the TCP metrics, when run as a network filter
 	matcher      *stats.Matcher
 	hostFallback bool
 	// inboundServices are the services of an inbound port (sorted).
@@ -176,13 +181,7 @@ func (f *Filter) OnComplete(info *filters.RequestInfo) {
 	}
 	var vals [numLabels]string
 	f.labels(info, &vals)
-	var exprVals []string
-	if len(f.plan.exprs) > 0 {
-		exprVals = make([]string, len(f.plan.exprs))
-		for i, e := range f.plan.exprs {
-			exprVals[i] = e(info)
-		}
-	}
+	exprVals := f.plan.eval(info)
 	key := groupKey(&vals, exprVals)
 	g, ok := f.groups.Load(key)
 	if !ok {
@@ -216,14 +215,7 @@ func (f *Filter) newGroup(key string, vals *[numLabels]string, exprVals []string
 		if mp.drop || fam == nil || grpcOnlyMetric[m] && vals[lProtocol] != "grpc" {
 			continue
 		}
-		values := make([]string, len(mp.sources))
-		for i, src := range mp.sources {
-			if src.std >= 0 {
-				values[i] = vals[src.std]
-			} else {
-				values[i] = exprVals[src.expr]
-			}
-		}
+		values := mp.values(vals, exprVals)
 		gr.series[m] = fam.With(stats.Key(values), values)
 	}
 	g, _ := f.groups.LoadOrStore(key, gr)

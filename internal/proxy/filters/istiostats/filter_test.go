@@ -3,6 +3,7 @@ package istiostats
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -253,6 +254,7 @@ func TestConfigErrors(t *testing.T) {
 		{map[string]any{"bogus": true}, "unknown field"},
 		{map[string]any{"stat_prefix": "foo"}, "stat_prefix"},
 		{map[string]any{"metrics": []any{map[string]any{"name": "nope"}}}, "unknown metric"},
+		{map[string]any{"metrics": []any{map[string]any{"name": "tcp_sent_bytes_total", "dimensions": map[string]any{"x": "'ok'"}}}}, ""},
 		{map[string]any{"metrics": []any{map[string]any{"dimensions": map[string]any{"x": "upstream_peer.labels['a']"}}}}, "not supported"},
 		{map[string]any{"metrics": []any{map[string]any{"dimensions": map[string]any{"bad-label": "'v'"}}}}, "Prometheus label"},
 		{map[string]any{"stats_matcher": map[string]any{"inclusion_regexps": []any{"("}}}, "inclusion_regexps[0]"},
@@ -260,6 +262,12 @@ func TestConfigErrors(t *testing.T) {
 		v, _ := structpb.NewStruct(tt.cfg)
 		a, _ := anypb.New(&udpav1.TypedStruct{TypeUrl: TypeURL, Value: v})
 		_, err := reg.Build(Name, a)
+		if tt.want == "" {
+			if err != nil {
+				t.Errorf("%v: %v", tt.cfg, err)
+			}
+			continue
+		}
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%v: error %v, want %q", tt.cfg, err, tt.want)
 		}
@@ -427,5 +435,41 @@ func TestGRPCMessageMetrics(t *testing.T) {
 		if fam.Name == "istio_requests_total" && len(fam.Series()) != 2 {
 			t.Errorf("istio_requests_total has %d series, want 2 (http and grpc)", len(fam.Series()))
 		}
+	}
+}
+
+// TestTCPOverrides: Telemetry overrides shape the TCP metrics too — a
+// dropped metric is not recorded, removed tags are gone, dimensions from
+// literals and connection attributes are added — and entries naming only
+// HTTP metrics leave the TCP ones alone.
+func TestTCPOverrides(t *testing.T) {
+	store := stats.NewStore()
+	f := build(t, reviews, map[string]any{"metrics": []any{
+		map[string]any{"name": "tcp_connections_closed_total", "drop": true},
+		map[string]any{"name": "tcp_sent_bytes_total", "tags_to_remove": []any{"source_principal"}},
+		map[string]any{"dimensions": map[string]any{"dst_port": "string(destination.port)", "team": "'storage'"}},
+		map[string]any{"name": "requests_total", "tags_to_remove": []any{"destination_app"}},
+	}}, store, "")
+	f.BindTCP(store, true)
+	conn := &filters.Conn{PeerPrincipal: "cluster.local/ns/bookinfo/sa/bookinfo-productpage", Destination: netip.MustParseAddrPort("127.0.0.3:3306")}
+	f.OpenTCP(conn, "inbound|3306||")(10, 20)
+
+	names := map[string]bool{}
+	for _, fam := range store.Families() {
+		names[fam.Name] = true
+	}
+	if names["istio_tcp_connections_closed_total"] {
+		t.Error("a dropped TCP metric is recorded")
+	}
+	opened, s := seriesLabels(t, store, "istio_tcp_connections_opened_total")
+	if s.Counter.Value() != 1 || opened["dst_port"] != "3306" || opened["team"] != "storage" || opened["destination_app"] != "reviews" {
+		t.Errorf("opened = %d %v", s.Counter.Value(), opened)
+	}
+	sent, s := seriesLabels(t, store, "istio_tcp_sent_bytes_total")
+	if _, ok := sent["source_principal"]; ok || s.Counter.Value() != 20 {
+		t.Errorf("sent = %d %v; want 20 without source_principal", s.Counter.Value(), sent)
+	}
+	if received, s := seriesLabels(t, store, "istio_tcp_received_bytes_total"); s.Counter.Value() != 10 || received["source_principal"] == "" {
+		t.Errorf("received = %d %v", s.Counter.Value(), received)
 	}
 }

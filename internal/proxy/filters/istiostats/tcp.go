@@ -23,32 +23,42 @@ const (
 	tcpSent
 )
 
-// tcpLabels are Istio's TCP metric labels: the HTTP ones without
-// response_code and grpc_response_status.
-var tcpLabels = func() []string {
-	var out []string
-	for i, l := range standardLabels {
-		if i != lResponseCode && i != lGRPCStatus {
-			out = append(out, l)
-		}
+// tcpMetricConfigNames name the TCP metrics in PluginConfig overrides.
+var tcpMetricConfigNames = func() (out [len(tcpMetricNames)]string) {
+	for i, n := range tcpMetricNames {
+		out[i] = strings.TrimPrefix(n, "istio_")
 	}
 	return out
 }()
 
+// tcpLabelIndexes are Istio's TCP metric labels: the HTTP ones without
+// response_code and grpc_response_status.
+func tcpLabelIndexes() []int {
+	var out []int
+	for i := range numLabels {
+		if i != lResponseCode && i != lGRPCStatus {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
 // tcpMeter is the filter's network-filter side.
 type tcpMeter struct {
 	inbound  bool
-	families [len(tcpMetricNames)]*stats.Family
+	families [len(tcpMetricNames)]*stats.Family // nil: dropped by an override
 }
 
 var _ filters.TCPObserver = (*Filter)(nil)
 
-// BindTCP binds the filter, as a network filter, to the proxy's store.
-// Telemetry metric overrides apply to the HTTP metrics only.
+// BindTCP binds the filter, as a network filter, to the proxy's store,
+// with the metric shapes the Telemetry overrides give the TCP metrics.
 func (f *Filter) BindTCP(store *stats.Store, inbound bool) {
 	m := &tcpMeter{inbound: inbound}
 	for i, name := range tcpMetricNames {
-		m.families[i] = store.Family(name, stats.KindCounter, tcpLabels, nil)
+		if mp := f.tcpPlan.metrics[i]; !mp.drop {
+			m.families[i] = store.Family(name, stats.KindCounter, mp.labels, nil)
+		}
 	}
 	f.tcp = m
 	if f.matcher != nil {
@@ -71,22 +81,27 @@ func (f *Filter) OpenTCP(conn *filters.Conn, cluster string) func(received, sent
 	}
 	var v [numLabels]string
 	f.tcpLabels(m.inbound, conn, cluster, &v)
-	values := make([]string, 0, len(tcpLabels))
-	for i, val := range v {
-		if i != lResponseCode && i != lGRPCStatus {
-			values = append(values, val)
+	// Expressions see the connection; request and response attributes
+	// are unknown on TCP.
+	exprVals := f.tcpPlan.eval(&filters.RequestInfo{Request: &filters.Request{Conn: conn}, Cluster: cluster, Inbound: m.inbound})
+	var counters [len(tcpMetricNames)]*stats.Counter
+	for i, fam := range m.families {
+		if fam == nil {
+			continue
+		}
+		values := f.tcpPlan.metrics[i].values(&v, exprVals)
+		counters[i] = &fam.With(stats.Key(values), values).Counter
+	}
+	add := func(i int, n uint64) {
+		if counters[i] != nil {
+			counters[i].Add(n)
 		}
 	}
-	key := stats.Key(values)
-	var series [len(tcpMetricNames)]*stats.Series
-	for i, fam := range m.families {
-		series[i] = fam.With(key, values)
-	}
-	series[tcpOpened].Counter.Inc()
+	add(tcpOpened, 1)
 	return func(received, sent int64) {
-		series[tcpReceived].Counter.Add(uint64(max(received, 0)))
-		series[tcpSent].Counter.Add(uint64(max(sent, 0)))
-		series[tcpClosed].Counter.Inc()
+		add(tcpReceived, uint64(max(received, 0)))
+		add(tcpSent, uint64(max(sent, 0)))
+		add(tcpClosed, 1)
 	}
 }
 
