@@ -3,6 +3,8 @@ package cli
 import (
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -30,7 +32,7 @@ Prometheus with --prometheus-url. ` + "`skein up`" + ` starts one too.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Server = global.server
 			opts.Logger = slog.Default()
-			l, err := dashboard.Listen(addr)
+			l, err := dashboard.Listen(listenAddr(addr))
 			if err != nil {
 				return fmt.Errorf("dashboard address: %w", err)
 			}
@@ -41,9 +43,24 @@ Prometheus with --prometheus-url. ` + "`skein up`" + ` starts one too.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&addr, "addr", "127.0.0.1:20001", "address to serve the dashboard on")
+	f.StringVar(&addr, "addr", "127.0.0.1:20001", "address to serve the dashboard on (\":20001\": all interfaces, or the app IP in a pod a skein runner starts)")
 	f.StringVar(&opts.PrometheusURL, "prometheus-url", "", "query this Prometheus (e.g. http://localhost:9090) instead of scraping the proxies")
 	f.DurationVar(&opts.Window, "window", 30*time.Second, "span that rates, error % and p99 are computed over")
 	f.DurationVar(&opts.ScrapeInterval, "scrape-interval", 2*time.Second, "how often to scrape the proxies")
 	return cmd
+}
+
+// listenAddr gives an address without a host the app IP of the pod the
+// process runs in when a skein runner started it (SKEIN_APP_IP: pods share
+// the host's network, each on its own loopback IP); elsewhere it means all
+// interfaces, as in a Kubernetes pod.
+func listenAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host != "" {
+		return addr
+	}
+	if ip := os.Getenv("SKEIN_APP_IP"); ip != "" {
+		return net.JoinHostPort(ip, port)
+	}
+	return addr
 }

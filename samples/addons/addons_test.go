@@ -1,6 +1,7 @@
 package addons
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -202,5 +203,38 @@ func TestManifestsMatchFiles(t *testing.T) {
 	}
 	if cfg, _ := pdata["prometheus.yml"].(string); !strings.Contains(cfg, "job_name: pilot") || !strings.Contains(cfg, "__meta_kubernetes_pod_annotation_prometheus_io_scrape") {
 		t.Errorf("prometheus.yml lacks the pilot job or the prometheus.io/scrape pod annotation rule")
+	}
+}
+
+// TestTutorialAddons: the objects the tutorial's commands name exist where
+// it expects them (rollout status deployment/kiali, port-forward
+// svc/kiali 20001, and Istio's default Zipkin address).
+func TestTutorialAddons(t *testing.T) {
+	for _, tc := range []struct {
+		file, kind, name string
+		port             float64
+	}{
+		{"kiali.yaml", "Service", "kiali", 20001},
+		{"jaeger.yaml", "Service", "zipkin", 9411},
+		{"jaeger.yaml", "Service", "tracing", 80},
+		{"prometheus.yaml", "Service", "prometheus", 9090},
+	} {
+		obj := manifest(t, tc.file, tc.kind, tc.name)
+		if ns := obj["metadata"].(map[string]any)["namespace"]; ns != "istio-system" {
+			t.Errorf("%s %s is in namespace %v, want istio-system", tc.kind, tc.name, ns)
+		}
+		ports, _ := obj["spec"].(map[string]any)["ports"].([]any)
+		if len(ports) == 0 || ports[0].(map[string]any)["port"] != tc.port {
+			t.Errorf("%s %s ports %v, want %v first", tc.kind, tc.name, ports, tc.port)
+		}
+	}
+	for _, d := range []struct{ file, name string }{{"kiali.yaml", "kiali"}, {"jaeger.yaml", "jaeger"}} {
+		manifest(t, d.file, "Deployment", d.name)
+	}
+	// The dashboard serves on all interfaces in a pod, so port-forward reaches it.
+	dep := manifest(t, "kiali.yaml", "Deployment", "kiali")
+	c := dep["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)
+	if args := fmt.Sprint(c["args"]); !strings.Contains(args, "dashboard") || !strings.Contains(args, "--addr=:20001") {
+		t.Errorf("kiali runs %s, want skein dashboard --addr=:20001", args)
 	}
 }

@@ -197,11 +197,31 @@ spec:
 
 	t.Run("grafana dashboard queries", func(t *testing.T) { checkDashboardQueries(t, prom) })
 
-	// skein dashboard with PromQL-backed data: the graph's edges come from
-	// this Prometheus, with the traffic's rate.
-	dash := host + ":20001"
-	start(t, "dashboard", "dashboard", "--server", httpAddr, "--prometheus-url", prom.base, "--addr", dash)
-	eventually(t, 30*time.Second, "the dashboard graph from Prometheus", func() error {
+	// The tutorial's add-ons: every manifest is valid for the API server,
+	// and the dashboard where the tutorial's Kiali goes runs in the
+	// cluster, its graph's edges from this Prometheus with the traffic's
+	// rate. The control plane and Prometheus are on the host here, so its
+	// Deployment is pointed at them.
+	kubectl("", "apply", "--dry-run=server", "-f", filepath.Join(repoRoot, "samples/addons/"))
+	kubectl("", "apply", "-f", filepath.Join(repoRoot, "samples/addons/kiali.yaml"))
+	kubectl("", "set", "env", "deployment/kiali", "-n", "istio-system", "SKEIN_SERVER="+httpAddr, "PROMETHEUS_URL="+prom.base)
+	kubectl("", "rollout", "status", "deployment/kiali", "-n", "istio-system", "--timeout=90s")
+	var dash string // the current kiali pod's address (the first one may still be terminating)
+	eventually(t, 30*time.Second, "the in-cluster dashboard's graph from Prometheus", func() error {
+		out, err := c.Kubectl(ctx, "get", "pod", "-n", "istio-system", "-l", "app=kiali", "-o",
+			`jsonpath={range .items[*]}{.status.podIP} {.metadata.deletionTimestamp}{"\n"}{end}`)
+		if err != nil {
+			return err
+		}
+		dash = ""
+		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if f := strings.Fields(l); len(f) == 1 {
+				dash = f[0] + ":20001"
+			}
+		}
+		if dash == "" {
+			return fmt.Errorf("no running kiali pod: %q", out)
+		}
 		var g struct {
 			Edges []struct {
 				Source, Destination string
@@ -249,6 +269,12 @@ spec:
 	if strings.Contains(status, "STALE") || strings.Contains(status, "NOT SENT") {
 		t.Errorf("proxies out of sync:\n%s", status)
 	}
+
+	// The dashboard shows the control plane's view too: the proxies.
+	if code, body, err := get("http://"+dash+"/api/proxies", nil); err != nil || code != http.StatusOK || !strings.Contains(body, "productpage-v1-") {
+		t.Errorf("in-cluster dashboard /api/proxies: %d %v %.300s", code, err, body)
+	}
+	kubectl("", "delete", "-f", filepath.Join(repoRoot, "samples/addons/kiali.yaml"))
 
 	// Uninstall keeps the CRDs (and the config in them) unless purged.
 	out = mustRun(t, "uninstall", "--kubeconfig", c.Kubeconfig, "--external-discovery", xds, "--ca-dir", caDir, "-y")
