@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -55,6 +56,10 @@ type Options struct {
 	Logger  *slog.Logger
 	// MaxPods is the node's pod capacity (default 110, the kubelet's).
 	MaxPods int
+	// KubeletAddr is where the kubelet API (kubectl logs) listens: the
+	// node's address with a port ("127.0.0.1:10250"; port 0 picks one);
+	// empty: not served.
+	KubeletAddr string
 	// LeaseInterval is how often the Lease is renewed (default 10 s),
 	// StatusInterval how often the Node status is posted (default 1 min),
 	// TokenCheck how often tokens are checked for refresh (default 30 s).
@@ -75,6 +80,7 @@ type Agent struct {
 
 	terminating sync.WaitGroup
 	started     time.Time
+	kubeletPort int32 // the kubelet API's port (0: not served)
 }
 
 // podEntry is a pod the agent has started (or tried to).
@@ -157,6 +163,16 @@ func hostEnv(env []string) []string {
 // stops every pod, marks them and the node not ready, and returns.
 func (a *Agent) Run(ctx context.Context) error {
 	a.started = time.Now()
+	if a.opts.KubeletAddr != "" {
+		l, err := listenKubeletAPI(a.opts.KubeletAddr)
+		if err != nil {
+			return err
+		}
+		a.kubeletPort = int32(l.Addr().(*net.TCPAddr).Port)
+		apiCtx, stopAPI := context.WithCancel(ctx)
+		defer stopAPI()
+		go a.serveKubeletAPI(apiCtx, l)
+	}
 	if err := a.register(ctx); err != nil {
 		return err
 	}

@@ -64,10 +64,12 @@ func (a *Agent) nodeObject(ready bool) *corev1.Node {
 			Capacity:    capacity,
 			Allocatable: capacity,
 			Conditions:  a.nodeConditions(ready),
+			// No Hostname address: the API server prefers it for reaching
+			// the kubelet API, and the node's name need not resolve.
 			Addresses: []corev1.NodeAddress{
 				{Type: corev1.NodeInternalIP, Address: hostIP},
-				{Type: corev1.NodeHostName, Address: a.opts.NodeName},
 			},
+			DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: a.kubeletPort}},
 			NodeInfo: corev1.NodeSystemInfo{
 				KubeletVersion:          a.opts.Version,
 				OperatingSystem:         goruntime.GOOS,

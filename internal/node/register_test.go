@@ -48,8 +48,8 @@ func TestNodeObject(t *testing.T) {
 					t.Errorf("memory = %v", rl.Memory())
 				}
 			}
-			wantAddr := []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: testNode}}
-			if len(n.Status.Addresses) != 2 || n.Status.Addresses[0] != wantAddr[0] || n.Status.Addresses[1] != wantAddr[1] {
+			wantAddr := []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}}
+			if len(n.Status.Addresses) != 1 || n.Status.Addresses[0] != wantAddr[0] {
 				t.Errorf("addresses = %v, want %v", n.Status.Addresses, wantAddr)
 			}
 			if ni := n.Status.NodeInfo; ni.KubeletVersion != "v9.8.7" || ni.ContainerRuntimeVersion != "skein://v9.8.7" || ni.OperatingSystem != goruntime.GOOS {

@@ -56,7 +56,8 @@ func TestKubernetesMesh(t *testing.T) {
 			t.Errorf("skein install output lacks %q:\n%s", line, out)
 		}
 	}
-	start(t, "node", "node", "--kubeconfig", c.Kubeconfig, "--name", "skein-e2e", "--data-dir", filepath.Join(dir, "node"))
+	start(t, "node", "node", "--kubeconfig", c.Kubeconfig, "--name", "skein-e2e", "--data-dir", filepath.Join(dir, "node"),
+		"--kubelet-addr", "127.0.0.1:0")
 	// kubectl wait fails at once on a Node not yet registered: wait for
 	// the agent to register it first.
 	eventually(t, 60*time.Second, "node skein-e2e registered", func() error {
@@ -98,6 +99,8 @@ metadata:
   name: mesh-default
   namespace: istio-system
 spec:
+  accessLogging:
+  - providers: [{name: envoy}]
   metrics:
   - providers: [{name: prometheus}]
     overrides:
@@ -268,6 +271,18 @@ spec:
 	}
 	if strings.Contains(status, "STALE") || strings.Contains(status, "NOT SENT") {
 		t.Errorf("proxies out of sync:\n%s", status)
+	}
+
+	// kubectl logs reaches the node's kubelet API through the API server:
+	// the sidecar's output has Istio's access log lines (Telemetry
+	// accessLogging above) for the requests just sent.
+	productpage := strings.TrimSpace(kubectl("", "get", "pod", "-n", "bookinfo", "-l", "app=productpage", "-o", "jsonpath={.items[0].metadata.name}"))
+	proxyLog := kubectl("", "logs", productpage, "-c", "istio-proxy", "-n", "bookinfo", "--tail=200")
+	if !strings.Contains(proxyLog, `"GET /productpage HTTP/1.1" 200`) || !strings.Contains(proxyLog, "inbound|9080||") {
+		t.Errorf("kubectl logs %s -c istio-proxy has no inbound access log line for /productpage:\n%.2000s", productpage, proxyLog)
+	}
+	if tail := kubectl("", "logs", productpage, "-c", "istio-proxy", "-n", "bookinfo", "--tail=1"); strings.Count(strings.TrimSpace(tail), "\n") != 0 {
+		t.Errorf("kubectl logs --tail=1 gave %d lines", strings.Count(tail, "\n"))
 	}
 
 	// The dashboard shows the control plane's view too: the proxies.
