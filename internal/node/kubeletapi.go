@@ -22,8 +22,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// The kubelet API the API server proxies `kubectl logs` to
-// (GET /containerLogs/<namespace>/<pod>/<container>), served over HTTPS on
+// The kubelet API the API server proxies `kubectl logs` and `kubectl
+// port-forward` to (GET /containerLogs/<namespace>/<pod>/<container>,
+// /portForward/<namespace>/<pod>), served over HTTPS on
 // the node's address and the port the Node's daemonEndpoints announce.
 // Like a kubelet with its defaults (anonymous auth, AlwaysAllow), it does
 // not authenticate; it listens on loopback only, where the log files it
@@ -76,6 +77,7 @@ func (a *Agent) kubeletHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	mux.HandleFunc("GET /containerLogs/{namespace}/{pod}/{container}", a.handleContainerLogs)
+	mux.HandleFunc("/portForward/{namespace}/{pod}", a.handlePortForward) // portforward.go
 	return mux
 }
 

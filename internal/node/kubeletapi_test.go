@@ -177,3 +177,20 @@ func TestKubeletAPIServesTLS(t *testing.T) {
 		t.Errorf("another host: %v", err)
 	}
 }
+
+// TestPortForwardUnknownPod: port forwarding to a pod the node does not
+// run is refused before any upgrade, with the kubelet's kind of message.
+func TestPortForwardUnknownPod(t *testing.T) {
+	a, _ := logAgent(t, "")
+	srv := httptest.NewServer(a.kubeletHandler())
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/portForward/bookinfo/productpage-v1-x", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), "is not running on node skein-test") {
+		t.Errorf("= %d %q", resp.StatusCode, body)
+	}
+}

@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -289,6 +292,11 @@ spec:
 	if code, body, err := get("http://"+dash+"/api/proxies", nil); err != nil || code != http.StatusOK || !strings.Contains(body, "productpage-v1-") {
 		t.Errorf("in-cluster dashboard /api/proxies: %d %v %.300s", code, err, body)
 	}
+	// The tutorial opens it with port-forward (through the API server to
+	// the node's kubelet API); a free local port here instead of 20001.
+	if body := portForwardGet(t, ctx, c, "/api/graph", "svc/kiali", "-n", "istio-system", ":20001"); !strings.Contains(body, "productpage-v1") {
+		t.Errorf("dashboard graph through kubectl port-forward: %.300s", body)
+	}
 	kubectl("", "delete", "-f", filepath.Join(repoRoot, "samples/addons/kiali.yaml"))
 
 	// Uninstall keeps the CRDs (and the config in them) unless purged.
@@ -344,6 +352,52 @@ func kubePodsJob(t *testing.T, kubeconfig string) string {
 
 // kubectlFor runs kubectl against c; a failure fails the test with
 // kubectl's stderr. stdin, when not empty, is piped in (for -f -).
+// portForwardGet runs `kubectl port-forward args...` until it forwards,
+// GETs path through the local port it picked, and stops it.
+func portForwardGet(t *testing.T, ctx context.Context, c *kubetest.Cluster, path string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(c.BinDir, "kubectl"), append([]string{"--kubeconfig", c.Kubeconfig, "port-forward"}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel() // kills kubectl
+		cmd.Wait()
+	}()
+	// "Forwarding from 127.0.0.1:41234 -> 20001"
+	local := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(sc.Text(), "Forwarding from 127.0.0.1:"); ok {
+				port, _, _ := strings.Cut(rest, " ")
+				local <- "127.0.0.1:" + port
+				break
+			}
+		}
+		io.Copy(io.Discard, stdout)
+	}()
+	var addr string
+	select {
+	case addr = <-local:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("kubectl port-forward %s did not start forwarding: %s", strings.Join(args, " "), stderr.String())
+	}
+	code, body, err := get("http://"+addr+path, nil)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("GET %s through kubectl port-forward: %d %v %.300s\nkubectl: %s", path, code, err, body, stderr.String())
+	}
+	return body
+}
+
 func kubectlFor(ctx context.Context, c *kubetest.Cluster) func(t *testing.T, stdin string, args ...string) string {
 	return func(t *testing.T, stdin string, args ...string) string {
 		t.Helper()
