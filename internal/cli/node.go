@@ -62,6 +62,6 @@ NotReady.`,
 	f.StringVar(&opts.NodeName, "name", node.DefaultName(), "the Node's name")
 	f.StringVar(&opts.DataDir, "data-dir", "", "pod directories and logs (default $SKEIN_HOME/node)")
 	f.IntVar(&opts.MaxPods, "max-pods", 110, "pod capacity reported to the scheduler")
-	f.StringVar(&opts.KubeletAddr, "kubelet-addr", "127.0.0.1:10250", "where the kubelet API (kubectl logs) listens, on the node's loopback address; empty: not served")
+	f.StringVar(&opts.KubeletAddr, "kubelet-addr", "127.0.0.1:10250", "where the kubelet API (kubectl logs, kubectl port-forward) listens, on the node's loopback address; empty: not served")
 	return cmd
 }

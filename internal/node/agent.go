@@ -56,7 +56,7 @@ type Options struct {
 	Logger  *slog.Logger
 	// MaxPods is the node's pod capacity (default 110, the kubelet's).
 	MaxPods int
-	// KubeletAddr is where the kubelet API (kubectl logs) listens: the
+	// KubeletAddr is where the kubelet API (kubectl logs, port-forward) listens: the
 	// node's address with a port ("127.0.0.1:10250"; port 0 picks one);
 	// empty: not served.
 	KubeletAddr string

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/skein-mesh/skein/internal/local"
 )
 
 // The kubelet API the API server proxies `kubectl logs` and `kubectl
@@ -177,13 +179,19 @@ func (a *Agent) checkContainer(ns, name, container string) (string, int) {
 	return fmt.Sprintf("container %s is not valid for pod %s (its containers: %v)", container, name, names), http.StatusBadRequest
 }
 
-// podRunning reports whether the agent still runs the pod.
-func (a *Agent) podRunning(ns, name string) bool {
+// runningPod is the pod the agent still runs, nil if none.
+func (a *Agent) runningPod(ns, name string) *local.RunningPod {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	e, ok := a.running[ns+"/"+name]
-	return ok && e.rp != nil && !e.stopped
+	if !ok || e.stopped {
+		return nil
+	}
+	return e.rp
 }
+
+// podRunning reports whether the agent still runs the pod.
+func (a *Agent) podRunning(ns, name string) bool { return a.runningPod(ns, name) != nil }
 
 func optionalInt(s string) (int64, error) {
 	if s == "" {

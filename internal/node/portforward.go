@@ -142,17 +142,15 @@ func (a *Agent) forwardPort(addrs []netip.Addr, data, errs httpstream.Stream) {
 // (where the app listens beside a sidecar), then the pod IP (the sidecar's
 // own ports).
 func (a *Agent) podAddrs(ns, name string) ([]netip.Addr, bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	e, ok := a.running[ns+"/"+name]
-	if !ok || e.rp == nil || e.stopped {
+	rp := a.runningPod(ns, name)
+	if rp == nil {
 		return nil, false
 	}
 	var out []netip.Addr
-	if ip := e.rp.AppIP(); ip.IsValid() {
+	if ip := rp.AppIP(); ip.IsValid() {
 		out = append(out, ip)
 	}
-	if ip := e.rp.PodIP(); ip.IsValid() {
+	if ip := rp.PodIP(); ip.IsValid() {
 		out = append(out, ip)
 	}
 	return out, len(out) > 0

@@ -233,7 +233,7 @@ func (r *Registry) Build(name string, config *anypb.Any) (HTTPFilter, error) {
 	if config == nil {
 		return nil, fmt.Errorf("http filter %q: typed_config is required", name)
 	}
-	if typeURL, value, ok := typedStruct(config); ok {
+	if typeURL, value, ok := ReadTypedStruct(config); ok {
 		if sf := r.structTypes[typeURL]; sf != nil {
 			filter, err := sf(value)
 			if err != nil {
@@ -260,7 +260,7 @@ func (r *Registry) Build(name string, config *anypb.Any) (HTTPFilter, error) {
 // Unwrap turns a udpa/xds TypedStruct (how EnvoyFilter patches often carry
 // config) into the typed message it describes; other configs pass through.
 func Unwrap(config *anypb.Any) (*anypb.Any, error) {
-	typeURL, value, ok := typedStruct(config)
+	typeURL, value, ok := ReadTypedStruct(config)
 	if !ok {
 		return config, nil
 	}
@@ -279,16 +279,10 @@ func Unwrap(config *anypb.Any) (*anypb.Any, error) {
 	return anypb.New(msg)
 }
 
-// ReadTypedStruct reads a udpa or xds TypedStruct: the config of filters
+// ReadTypedStruct reads a udpa or xds TypedStruct, the config of filters
 // whose proto is not part of Envoy's API (Istio's own); ok=false for other
-// configs.
+// configs (or one that does not decode, which Unwrap then reports).
 func ReadTypedStruct(config *anypb.Any) (typeURL string, value *structpb.Struct, ok bool) {
-	return typedStruct(config)
-}
-
-// typedStruct reads a udpa or xds TypedStruct; ok=false for other configs
-// (or one that does not decode, which Unwrap then reports).
-func typedStruct(config *anypb.Any) (typeURL string, value *structpb.Struct, ok bool) {
 	var ts interface {
 		proto.Message
 		GetTypeUrl() string

@@ -107,6 +107,8 @@ var attributes = map[string]func(info *filters.RequestInfo) string{
 	"xds.cluster_name": func(info *filters.RequestInfo) string { return info.Cluster },
 }
 
+// grpcStatus is the response's grpc-status: the trailer, or the header of
+// a trailers-only response.
 func grpcStatus(info *filters.RequestInfo) string {
 	if s := info.Trailer.Get("Grpc-Status"); s != "" {
 		return s

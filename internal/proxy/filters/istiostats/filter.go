@@ -295,11 +295,7 @@ func (f *Filter) labels(info *filters.RequestInfo, v *[numLabels]string) {
 	v[lGRPCStatus] = ""
 	if r != nil && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 		v[lProtocol] = "grpc"
-		gs := info.Trailer.Get("Grpc-Status")
-		if gs == "" {
-			gs = info.ResponseHeader.Get("Grpc-Status") // trailers-only response
-		}
-		v[lGRPCStatus] = gs
+		v[lGRPCStatus] = grpcStatus(info)
 	}
 	v[lResponseCode] = statusText(info.Status)
 	v[lResponseFlags] = info.ResponseFlags

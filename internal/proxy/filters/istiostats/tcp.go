@@ -83,7 +83,10 @@ func (f *Filter) OpenTCP(conn *filters.Conn, cluster string) func(received, sent
 	f.tcpLabels(m.inbound, conn, cluster, &v)
 	// Expressions see the connection; request and response attributes
 	// are unknown on TCP.
-	exprVals := f.tcpPlan.eval(&filters.RequestInfo{Request: &filters.Request{Conn: conn}, Cluster: cluster, Inbound: m.inbound})
+	var exprVals []string
+	if len(f.tcpPlan.exprs) > 0 {
+		exprVals = f.tcpPlan.eval(&filters.RequestInfo{Request: &filters.Request{Conn: conn}, Cluster: cluster, Inbound: m.inbound})
+	}
 	var counters [len(tcpMetricNames)]*stats.Counter
 	for i, fam := range m.families {
 		if fam == nil {
