@@ -8,6 +8,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 
 	"github.com/skein-mesh/skein/internal/proxy/cluster"
+	"github.com/skein-mesh/skein/internal/proxy/filters"
 	"github.com/skein-mesh/skein/internal/proxy/listener"
 	"github.com/skein-mesh/skein/internal/proxy/router"
 	"github.com/skein-mesh/skein/internal/proxy/xdsclient"
@@ -19,7 +20,9 @@ import (
 type dataplane struct {
 	clusters  *cluster.Manager
 	listeners *listener.Manager
-	routes    atomic.Pointer[routeTables]
+	// filters compiles routes' per-filter config (typed_per_filter_config).
+	filters *filters.Registry
+	routes  atomic.Pointer[routeTables]
 }
 
 // routeTables are the compiled RDS configurations, kept with the message
@@ -75,7 +78,7 @@ func (d *dataplane) applyRoutes(configs map[string]*routev3.RouteConfiguration) 
 			next[name] = old
 			continue
 		}
-		t, err := listener.CompileRoutes(rc)
+		t, err := listener.CompileRoutes(rc, d.filters)
 		if err != nil {
 			return err
 		}

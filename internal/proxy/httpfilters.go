@@ -8,15 +8,16 @@ import (
 	"github.com/skein-mesh/skein/internal/proxy/filters/jwtauthn"
 	"github.com/skein-mesh/skein/internal/proxy/filters/localratelimit"
 	"github.com/skein-mesh/skein/internal/proxy/filters/rbac"
+	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
 
 // httpFilters lists every HTTP filter the proxy implements. Filters not
 // registered here are NACKed by name.
-func httpFilters(opts *Options) *filters.Registry {
+func httpFilters(opts *Options, store *stats.Store) *filters.Registry {
 	reg := filters.NewRegistry()
 	fault.Register(reg)
 	cors.Register(reg)
-	localratelimit.Register(reg, localratelimit.Options{})
+	localratelimit.Register(reg, localratelimit.Options{Stats: store})
 	jwtauthn.Register(reg, jwtauthn.Options{})
 	rbac.Register(reg, rbac.Options{})
 	istiostats.Register(reg, istiostats.Options{Logger: opts.Logger, Node: istioNode(opts)})

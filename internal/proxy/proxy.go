@@ -134,13 +134,14 @@ func Start(ctx context.Context, opts Options) (*Proxy, error) {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	clusters := cluster.NewManager(cluster.Options{Stats: p.stats, Logger: log, Secrets: p.secrets, SourceAddress: opts.PodIP, PeerExchange: exchange})
-	p.dataplane = &dataplane{clusters: clusters}
+	httpFilters := httpFilters(&opts, p.stats)
+	p.dataplane = &dataplane{clusters: clusters, filters: httpFilters}
 	listeners, err := listener.NewManager(listener.Options{
 		PodIP:        opts.PodIP,
 		BindAddress:  opts.BindAddress,
 		Clusters:     clusters,
 		Routes:       p.dataplane,
-		HTTPFilters:  httpFilters(&opts),
+		HTTPFilters:  httpFilters,
 		Stats:        p.stats,
 		Logger:       log,
 		DrainTimeout: opts.DrainTimeout,

@@ -16,6 +16,7 @@ import (
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 
 	"github.com/skein-mesh/skein/internal/proxy/filters"
+	"github.com/skein-mesh/skein/internal/proxy/internal/confparse"
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 )
 
@@ -70,7 +71,7 @@ func compile(c *accesslogv3.AccessLog) (logger, error) {
 	switch {
 	case tc.MessageIs(&filev3.FileAccessLog{}):
 		var f filev3.FileAccessLog
-		if err := tc.UnmarshalTo(&f); err != nil {
+		if err := confparse.Unmarshal(tc, &f); err != nil {
 			return logger{}, err
 		}
 		if err := fileFields.Check(&f); err != nil {
@@ -82,7 +83,7 @@ func compile(c *accesslogv3.AccessLog) (logger, error) {
 		path, format = f.GetPath(), f.GetLogFormat()
 	case tc.MessageIs(&streamv3.StdoutAccessLog{}):
 		var s streamv3.StdoutAccessLog
-		if err := tc.UnmarshalTo(&s); err != nil {
+		if err := confparse.Unmarshal(tc, &s); err != nil {
 			return logger{}, err
 		}
 		if err := stdoutFields.Check(&s); err != nil {

@@ -11,6 +11,7 @@ import (
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 
 	"github.com/skein-mesh/skein/internal/proxy/filters/metadataexchange"
+	"github.com/skein-mesh/skein/internal/proxy/internal/confparse"
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 	"github.com/skein-mesh/skein/internal/proxy/tlsconfig"
@@ -240,7 +241,7 @@ func httpProtocol(pc *clusterv3.Cluster, idle time.Duration) (_ Protocol, _ time
 	}
 	where := "typed_extension_protocol_options[\"" + httpProtocolOptionsKey + "\"]"
 	var hpo upstreamhttpv3.HttpProtocolOptions
-	if err := anyOpts.UnmarshalTo(&hpo); err != nil {
+	if err := confparse.Unmarshal(anyOpts, &hpo); err != nil {
 		return 0, 0, 0, fmt.Errorf("%s: %v", where, err)
 	}
 	if err := httpOptionsFields.Check(&hpo); err != nil {

@@ -10,6 +10,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 
+	"github.com/skein-mesh/skein/internal/proxy/internal/hashing"
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 )
 
@@ -273,35 +274,9 @@ func isPrime(n uint64) bool {
 	return true
 }
 
-// HashString is the proxy's stable 64-bit hash (FNV-1a with a final
-// avalanche), the same in every proxy so that all of a service's clients
-// send one key to the same host.
-func HashString(s string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= 1099511628211
-	}
-	return mix(h)
-}
+// HashString is the proxy's stable 64-bit hash, the same in every proxy so
+// that all of a service's clients send one key to the same host.
+func HashString(s string) uint64 { return hashing.String(s) }
 
 // HashBytes is HashString for a byte slice.
-func HashBytes(b []byte) uint64 {
-	h := uint64(14695981039346656037)
-	for _, c := range b {
-		h ^= uint64(c)
-		h *= 1099511628211
-	}
-	return mix(h)
-}
-
-// mix is splitmix64's finalizer: it spreads FNV's low-entropy high bits,
-// which matters for ring lookups by range.
-func mix(h uint64) uint64 {
-	h ^= h >> 30
-	h *= 0xbf58476d1ce4e5b9
-	h ^= h >> 27
-	h *= 0x94d049bb133111eb
-	h ^= h >> 31
-	return h
-}
+func HashBytes(b []byte) uint64 { return hashing.Bytes(b) }

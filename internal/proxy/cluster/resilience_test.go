@@ -8,14 +8,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -258,60 +256,6 @@ func TestHashBalancersAreStickyEvenAndStable(t *testing.T) {
 				t.Errorf("%d of %d keys of kept hosts moved, want under %d%%", moved, keys, tc.maxMoved)
 			}
 		})
-	}
-}
-
-func TestRequestHash(t *testing.T) {
-	header := &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_Header_{Header: &routev3.RouteAction_HashPolicy_Header{HeaderName: "x-user"}}}
-	cookie := &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_Cookie_{Cookie: &routev3.RouteAction_HashPolicy_Cookie{Name: "sticky", Path: "/", Ttl: durationpb.New(time.Minute)}}}
-	source := &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_ConnectionProperties_{ConnectionProperties: &routev3.RouteAction_HashPolicy_ConnectionProperties{SourceIp: true}}}
-	query := &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_QueryParameter_{QueryParameter: &routev3.RouteAction_HashPolicy_QueryParameter{Name: "u"}}}
-	req := func(target string, h ...string) *http.Request {
-		r := httptest.NewRequest("GET", target, nil)
-		r.RemoteAddr = "127.0.0.9:5555"
-		for i := 0; i+1 < len(h); i += 2 {
-			r.Header.Set(h[i], h[i+1])
-		}
-		return r
-	}
-	cases := []struct {
-		name       string
-		policies   []*routev3.RouteAction_HashPolicy
-		r          *http.Request
-		want       uint64
-		ok         bool
-		cookiePart string
-	}{
-		{"header", []*routev3.RouteAction_HashPolicy{header}, req("/", "X-User", "jason"), HashString("jason"), true, ""},
-		{"header absent", []*routev3.RouteAction_HashPolicy{header}, req("/"), 0, false, ""},
-		{"cookie present", []*routev3.RouteAction_HashPolicy{cookie}, req("/", "Cookie", "sticky=abc"), HashString("abc"), true, ""},
-		{"cookie generated", []*routev3.RouteAction_HashPolicy{cookie}, req("/"), 0, true, "; Max-Age=60; Path=/; HttpOnly"},
-		{"source ip", []*routev3.RouteAction_HashPolicy{source}, req("/"), HashString("127.0.0.9"), true, ""},
-		{"query", []*routev3.RouteAction_HashPolicy{query}, req("/?u=7"), HashString("7"), true, ""},
-		{"combined", []*routev3.RouteAction_HashPolicy{header, query}, req("/?u=7", "X-User", "jason"), (HashString("jason")<<1 | HashString("jason")>>63) ^ HashString("7"), true, ""},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			if err := CheckHashPolicies(tc.policies); err != nil {
-				t.Fatal(err)
-			}
-			h, ok, setCookie := RequestHash(tc.policies, tc.r)
-			if ok != tc.ok || (tc.cookiePart == "" && h != tc.want) {
-				t.Errorf("RequestHash = %x, %v; want %x, %v", h, ok, tc.want, tc.ok)
-			}
-			if tc.cookiePart != "" {
-				value := strings.TrimPrefix(strings.SplitN(setCookie, `"`, 3)[1], "")
-				if !strings.HasPrefix(setCookie, `sticky="`) || !strings.HasSuffix(setCookie, tc.cookiePart) || h != HashString(value) {
-					t.Errorf("generated cookie %q, hash %x", setCookie, h)
-				}
-			} else if setCookie != "" {
-				t.Errorf("unexpected Set-Cookie %q", setCookie)
-			}
-		})
-	}
-	bad := []*routev3.RouteAction_HashPolicy{{PolicySpecifier: &routev3.RouteAction_HashPolicy_FilterState_{FilterState: &routev3.RouteAction_HashPolicy_FilterState{Key: "k"}}}}
-	if err := CheckHashPolicies(bad); err == nil || !strings.Contains(err.Error(), "filter_state is not supported") {
-		t.Errorf("filter_state hash policy: %v", err)
 	}
 }
 

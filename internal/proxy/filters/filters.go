@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/skein-mesh/skein/internal/proxy/internal/confparse"
 	"github.com/skein-mesh/skein/internal/proxy/router"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
@@ -161,43 +162,22 @@ type TCPObserver interface {
 	OpenTCP(conn *Conn, cluster string) (closed func(received, sent int64))
 }
 
-// perRouteCheckers validate per-route filter configs (typed_per_filter_config)
-// by type URL. Filled by RegisterPerRoute from filter packages' init.
-var perRouteCheckers = map[string]func(*anypb.Any) error{}
-
-// RegisterPerRoute declares the per-route config message a filter reads
-// from typed_per_filter_config and how to validate it, so that routes
-// carrying a config the filter would reject are NACKed when they arrive
-// rather than failing at request time. Call it from an init function.
-func RegisterPerRoute(config proto.Message, check func(*anypb.Any) error) {
-	perRouteCheckers["type.googleapis.com/"+string(config.ProtoReflect().Descriptor().FullName())] = check
-}
-
-// CheckPerRoute validates one typed_per_filter_config entry with the
-// checker registered for its type; types no filter registered pass (their
-// filter, if configured, reads them itself).
-func CheckPerRoute(name string, config *anypb.Any) error {
-	unwrapped, err := Unwrap(config)
-	if err != nil {
-		return fmt.Errorf("typed_per_filter_config %q: %v", name, err)
-	}
-	if check := perRouteCheckers[unwrapped.GetTypeUrl()]; check != nil {
-		if err := check(unwrapped); err != nil {
-			return fmt.Errorf("typed_per_filter_config %q: %v", name, err)
-		}
-	}
-	return nil
-}
-
 // Factory builds a filter from its typed config (already unwrapped from
 // any TypedStruct). It validates everything it is given: an unsupported
 // field is an error, which the proxy turns into a NACK.
 type Factory func(config *anypb.Any) (HTTPFilter, error)
 
+// PerRouteFactory compiles a filter's per-route config (one
+// typed_per_filter_config entry, already unwrapped from any TypedStruct)
+// into the value the filter reads from router.Decision.FilterConfig. It
+// runs when a route config arrives; an error NACKs the route config.
+type PerRouteFactory func(config *anypb.Any) (any, error)
+
 // Registry maps filter config types to factories.
 type Registry struct {
-	byType map[string]Factory
-	names  map[string]string // canonical filter name → type URL
+	byType   map[string]Factory
+	perRoute map[string]PerRouteFactory // by per-route config type URL
+	names    map[string]string          // canonical filter name → type URL
 	// structTypes are filters configured by a TypedStruct whose type has no
 	// Go proto here (Istio's own filters, e.g. stats.PluginConfig).
 	structTypes map[string]StructFactory
@@ -208,7 +188,40 @@ type StructFactory func(value *structpb.Struct) (HTTPFilter, error)
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{byType: map[string]Factory{}, names: map[string]string{}, structTypes: map[string]StructFactory{}}
+	return &Registry{byType: map[string]Factory{}, perRoute: map[string]PerRouteFactory{},
+		names: map[string]string{}, structTypes: map[string]StructFactory{}}
+}
+
+var _ router.PerFilterCompiler = (*Registry)(nil)
+
+// RegisterPerRoute declares the per-route config message a filter reads
+// from typed_per_filter_config and how to compile it.
+func (r *Registry) RegisterPerRoute(config proto.Message, f PerRouteFactory) {
+	r.perRoute[typeURLOf(config)] = f
+}
+
+// PerRoute compiles one typed_per_filter_config entry with the factory
+// registered for its type. A type no filter registered is an error, as in
+// Envoy: the route config is refused rather than applied without it.
+func (r *Registry) PerRoute(name string, config *anypb.Any) (any, error) {
+	unwrapped, err := Unwrap(config)
+	if err != nil {
+		return nil, fmt.Errorf("typed_per_filter_config %q: %v", name, err)
+	}
+	f, ok := r.perRoute[unwrapped.GetTypeUrl()]
+	if !ok {
+		return nil, fmt.Errorf("typed_per_filter_config %q: per-route config %s is not supported",
+			name, strings.TrimPrefix(unwrapped.GetTypeUrl(), "type.googleapis.com/"))
+	}
+	v, err := f(unwrapped)
+	if err != nil {
+		return nil, fmt.Errorf("typed_per_filter_config %q: %v", name, err)
+	}
+	return v, nil
+}
+
+func typeURLOf(m proto.Message) string {
+	return "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName())
 }
 
 // RegisterTypedStruct adds a filter configured by a udpa/xds TypedStruct
@@ -222,7 +235,7 @@ func (r *Registry) RegisterTypedStruct(name, typeURL string, f StructFactory) {
 // Register adds a filter: its canonical name ("envoy.filters.http.rbac"),
 // the config message it takes, and its factory.
 func (r *Registry) Register(name string, config proto.Message, f Factory) {
-	typeURL := "type.googleapis.com/" + string(config.ProtoReflect().Descriptor().FullName())
+	typeURL := typeURLOf(config)
 	r.byType[typeURL] = f
 	r.names[name] = typeURL
 }
@@ -296,7 +309,7 @@ func ReadTypedStruct(config *anypb.Any) (typeURL string, value *structpb.Struct,
 	default:
 		return "", nil, false
 	}
-	if err := config.UnmarshalTo(ts); err != nil {
+	if err := confparse.Unmarshal(config, ts); err != nil {
 		return "", nil, false
 	}
 	return ts.GetTypeUrl(), ts.GetValue(), true

@@ -24,6 +24,9 @@ const (
 	bodyReset       = "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
 )
 
+// noRetries stands for a route without a retry policy.
+var noRetries router.RetryPolicy
+
 // maxRetryBuffer bounds the request body kept in memory to allow retries.
 const maxRetryBuffer = 64 << 10
 
@@ -101,7 +104,10 @@ func (ex *exchange) log() {
 func (ex *exchange) forward(cl *cluster.Cluster) {
 	d, r := ex.decision, ex.r
 	ex.cluster = cl.Name()
-	policy := retryPolicyOf(d.RetryPolicy)
+	policy := d.Retry
+	if policy == nil {
+		policy = &noRetries
+	}
 
 	timeout := routeTimeout(d, r)
 	ctx := r.Context()
@@ -112,7 +118,7 @@ func (ex *exchange) forward(cl *cluster.Cluster) {
 	}
 
 	out := ex.upstreamRequest(ctx, timeout)
-	body, err := newRequestBody(r, policy.numRetries > 0 || len(d.RequestMirrorPolicies) > 0)
+	body, err := newRequestBody(r, policy.NumRetries > 0 || len(d.Mirrors) > 0)
 	if err != nil {
 		ex.localReply(http.StatusBadRequest, "DPE", "", d)
 		return
@@ -126,7 +132,7 @@ func (ex *exchange) forward(cl *cluster.Cluster) {
 
 	stats := cl.Stats
 	var tried []string
-	hash, hasHash, setCookie := cluster.RequestHash(d.HashPolicy, r)
+	hash, hasHash, setCookie := d.Hash.Hash(r)
 	var retrySlot func() // circuit breakers' retry slot, held until the retried attempt ends
 	defer func() { releaseRetry(&retrySlot) }()
 	for attempt := 1; ; attempt++ {
@@ -136,7 +142,7 @@ func (ex *exchange) forward(cl *cluster.Cluster) {
 			ex.notAdmitted(stats, err)
 			return
 		}
-		ep, err := pickAvoidingHash(ctx, cl, ex.target, tried, policy.hostAttempts, hash, hasHash)
+		ep, err := pickAvoidingHash(ctx, cl, ex.target, tried, policy.HostAttempts, hash, hasHash)
 		if err != nil {
 			release()
 			ex.reply(stats, http.StatusServiceUnavailable, "UH", bodyNoHealthy)
@@ -152,10 +158,10 @@ func (ex *exchange) forward(cl *cluster.Cluster) {
 
 		actx, acancel := ctx, context.CancelFunc(func() {})
 		attemptReq := out // already carries ctx: a first attempt needs no copy
-		if policy.perTry > 0 {
-			actx, acancel = context.WithTimeout(ctx, policy.perTry)
+		if policy.PerTryTimeout > 0 {
+			actx, acancel = context.WithTimeout(ctx, policy.PerTryTimeout)
 		}
-		if policy.perTry > 0 || attempt > 1 {
+		if policy.PerTryTimeout > 0 || attempt > 1 {
 			attemptReq = out.WithContext(actx)
 		}
 		sent := time.Now()
@@ -177,16 +183,16 @@ func (ex *exchange) forward(cl *cluster.Cluster) {
 			if flag == "UT" {
 				stats.RqTimeout.Inc()
 			}
-			if attempt <= policy.numRetries && policy.on(retryOn) && body.replayable() && ctx.Err() == nil && takeRetry(cl, &retrySlot) {
+			if attempt <= policy.NumRetries && policy.On(retryOn) && body.replayable() && ctx.Err() == nil && takeRetry(cl, &retrySlot) {
 				stats.RqRetry.Inc()
-				policy.backoff(ctx, attempt)
+				jitteredBackoff(ctx, policy.BackOffBase, policy.BackOffMax, attempt)
 				continue
 			}
 			ex.reply(stats, status, flag, text)
 			return
 		}
 		cl.Report(ep, cluster.ResultResponse, resp.StatusCode)
-		if attempt <= policy.numRetries && policy.retriableResponse(resp) && body.replayable() && takeRetry(cl, &retrySlot) {
+		if attempt <= policy.NumRetries && policy.RetriableResponse(resp) && body.replayable() && takeRetry(cl, &retrySlot) {
 			io.Copy(io.Discard, io.LimitReader(resp.Body, maxRetryBuffer))
 			resp.Body.Close()
 			release()
@@ -195,7 +201,7 @@ func (ex *exchange) forward(cl *cluster.Cluster) {
 			acancel()
 			stats.Response(resp.StatusCode)
 			stats.RqRetry.Inc()
-			policy.backoff(ctx, attempt)
+			jitteredBackoff(ctx, policy.BackOffBase, policy.BackOffMax, attempt)
 			continue
 		}
 		func() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/skein-mesh/skein/internal/proxy/filters"
+	"github.com/skein-mesh/skein/internal/proxy/internal/confparse"
 	"net"
 	"net/http"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
@@ -139,7 +141,7 @@ func newHCM(cfg *hcmv3.HttpConnectionManager, d *deps) (*connectionManager, erro
 		}
 		h.rdsName = cfg.GetRds().GetRouteConfigName()
 	case cfg.GetRouteConfig() != nil:
-		t, err := CompileRoutes(cfg.GetRouteConfig())
+		t, err := CompileRoutes(cfg.GetRouteConfig(), d.httpFilters)
 		if err != nil {
 			return nil, fmt.Errorf("route_config: %v", err)
 		}
@@ -223,7 +225,7 @@ func (h *connectionManager) filters(fs []*hcmv3.HttpFilter) error {
 			continue
 		}
 		var rf routerfilterv3.Router
-		if err := tc.UnmarshalTo(&rf); err != nil {
+		if err := confparse.Unmarshal(tc, &rf); err != nil {
 			return fmt.Errorf("http filter %q: typed_config must be envoy.extensions.filters.http.router.v3.Router: %v", f.GetName(), err)
 		}
 		if err := routerFilterField.Check(&rf); err != nil {
@@ -232,6 +234,15 @@ func (h *connectionManager) filters(fs []*hcmv3.HttpFilter) error {
 		h.suppressEnvoyHeader = rf.GetSuppressEnvoyHeaders()
 	}
 	return nil
+}
+
+// CompileRoutes compiles a RouteConfiguration (RDS or inline) with the
+// per-route configs of the filters in reg (nil: none).
+func CompileRoutes(rc *routev3.RouteConfiguration, reg *filters.Registry) (*router.Table, error) {
+	if reg == nil {
+		return router.Compile(rc, nil)
+	}
+	return router.Compile(rc, reg)
 }
 
 // route finds the decision for r with the route table in force.

@@ -28,6 +28,7 @@ import (
 	"github.com/skein-mesh/skein/internal/proxy/cluster"
 	"github.com/skein-mesh/skein/internal/proxy/filters"
 	"github.com/skein-mesh/skein/internal/proxy/filters/metadataexchange"
+	"github.com/skein-mesh/skein/internal/proxy/internal/confparse"
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 	"github.com/skein-mesh/skein/internal/proxy/router"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
@@ -297,7 +298,7 @@ func compileChain(pc *listenerv3.FilterChain, d *deps) (*filterChain, error) {
 	switch {
 	case tc.MessageIs(&hcmv3.HttpConnectionManager{}):
 		var cfg hcmv3.HttpConnectionManager
-		if err := tc.UnmarshalTo(&cfg); err != nil {
+		if err := confparse.Unmarshal(tc, &cfg); err != nil {
 			return nil, fmt.Errorf("filter %q: %v", f.GetName(), err)
 		}
 		h, err := newHCM(&cfg, d)
@@ -310,7 +311,7 @@ func compileChain(pc *listenerv3.FilterChain, d *deps) (*filterChain, error) {
 		fc.http = h
 	case tc.MessageIs(&tcpproxyv3.TcpProxy{}):
 		var cfg tcpproxyv3.TcpProxy
-		if err := tc.UnmarshalTo(&cfg); err != nil {
+		if err := confparse.Unmarshal(tc, &cfg); err != nil {
 			return nil, fmt.Errorf("filter %q: %v", f.GetName(), err)
 		}
 		t, err := newTCPProxy(&cfg, d)

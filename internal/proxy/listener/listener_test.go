@@ -390,29 +390,6 @@ func TestRequestIDIsUUIDv4(t *testing.T) {
 	}
 }
 
-func TestRetryPolicyMemoIsBoundedAndFaithful(t *testing.T) {
-	policies := make([]*routev3.RetryPolicy, int(maxRetryPolicySet)+10)
-	for i := range policies {
-		policies[i] = &routev3.RetryPolicy{RetryOn: "5xx,connect-failure", NumRetries: wrapperspb.UInt32(uint32(i % 7))}
-	}
-	for round := range 2 {
-		for i, p := range policies {
-			got := retryPolicyOf(p)
-			if got.numRetries != i%7 || !got.on("connect-failure") {
-				t.Fatalf("round %d policy %d: %+v", round, i, got)
-			}
-		}
-	}
-	var n int
-	retryPolicies.Range(func(any, any) bool { n++; return true })
-	if n > int(maxRetryPolicySet) {
-		t.Errorf("memo holds %d policies, bound is %d", n, maxRetryPolicySet)
-	}
-	if rp := retryPolicyOf(nil); rp.numRetries != 0 {
-		t.Errorf("nil policy retries %d times", rp.numRetries)
-	}
-}
-
 // metadataExchange is Istio's istio.metadata_exchange network filter.
 func metadataExchange(t *testing.T, protocol string) *listenerv3.Filter {
 	t.Helper()

@@ -9,16 +9,8 @@ import (
 	"net/http"
 	"time"
 
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
-
 	"github.com/skein-mesh/skein/internal/proxy/cluster"
-	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 )
-
-var mirrorPolicyFields = protocheck.Fields(&routev3.RouteAction_RequestMirrorPolicy{},
-	// trace_sampled only matters to tracing, which the proxy does not do.
-	"cluster", "runtime_fraction", "trace_sampled", "disable_shadow_host_suffix_append")
 
 // maxShadowsInFlight bounds the mirrored requests outstanding across the
 // proxy: a slow mirror target must not pile up goroutines without limit.
@@ -31,18 +23,6 @@ const defaultShadowTimeout = time.Minute
 
 var shadowSlots = make(chan struct{}, maxShadowsInFlight)
 
-func checkMirrorPolicy(p *routev3.RouteAction_RequestMirrorPolicy) error {
-	if err := mirrorPolicyFields.Check(p); err != nil {
-		return err
-	}
-	if p.GetCluster() == "" {
-		return errUnsupported("a mirror policy without cluster (cluster_header)")
-	}
-	// runtime_fraction.runtime_key is accepted: without a runtime layer
-	// Envoy too would use default_value, which is what mirror samples by.
-	return nil
-}
-
 // mirror sends a copy of the upstream request to every mirror cluster of
 // the route that samples it, as Envoy's request_mirror_policies do: fire
 // and forget, the answer is discarded and never affects the main response.
@@ -50,7 +30,7 @@ func checkMirrorPolicy(p *routev3.RouteAction_RequestMirrorPolicy) error {
 // when they were buffered (known length up to maxRetryBuffer); a streamed
 // body cannot be read twice, so such requests are not mirrored.
 func (ex *exchange) mirror(out *http.Request, body *requestBody) {
-	policies := ex.decision.RequestMirrorPolicies
+	policies := ex.decision.Mirrors
 	if len(policies) == 0 || body.stream != nil {
 		if len(policies) > 0 {
 			ex.hcm.deps.log.Debug("request body not buffered; not mirrored", "route", ex.decision.RouteName)
@@ -62,10 +42,10 @@ func (ex *exchange) mirror(out *http.Request, body *requestBody) {
 		timeout = defaultShadowTimeout
 	}
 	for _, p := range policies {
-		if p.GetRuntimeFraction() != nil && !sampled(p.GetRuntimeFraction().GetDefaultValue()) {
+		if !sampled(p.PerMillion) {
 			continue
 		}
-		cl, ok := ex.hcm.deps.clusters.Get(p.GetCluster())
+		cl, ok := ex.hcm.deps.clusters.Get(p.Cluster)
 		if !ok {
 			continue // Envoy drops a shadow to an unknown cluster
 		}
@@ -76,7 +56,7 @@ func (ex *exchange) mirror(out *http.Request, body *requestBody) {
 		}
 		shadow := out.Clone(context.Background())
 		shadow.Trailer = nil
-		if !p.GetDisableShadowHostSuffixAppend() {
+		if !p.KeepHost {
 			shadow.Host = shadowHost(shadow.Host)
 		}
 		if body.buf != nil {
@@ -127,23 +107,7 @@ func shadowHost(authority string) string {
 	return authority + "-shadow"
 }
 
-// sampled draws whether a request falls in a FractionalPercent; a nil
-// percent samples nothing.
-func sampled(p *typev3.FractionalPercent) bool {
-	if p == nil {
-		return false
-	}
-	var denom uint32
-	switch p.GetDenominator() {
-	case typev3.FractionalPercent_TEN_THOUSAND:
-		denom = 10_000
-	case typev3.FractionalPercent_MILLION:
-		denom = 1_000_000
-	default:
-		denom = 100
-	}
-	if p.GetNumerator() >= denom {
-		return true
-	}
-	return rand.Uint32N(denom) < p.GetNumerator()
+// sampled draws whether a request falls in a share given in millionths.
+func sampled(perMillion uint32) bool {
+	return perMillion >= 1_000_000 || perMillion > 0 && rand.Uint32N(1_000_000) < perMillion
 }

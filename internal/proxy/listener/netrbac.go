@@ -11,6 +11,7 @@ import (
 
 	"github.com/skein-mesh/skein/internal/proxy/filters"
 	"github.com/skein-mesh/skein/internal/proxy/filters/rbac"
+	"github.com/skein-mesh/skein/internal/proxy/internal/confparse"
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
@@ -41,7 +42,7 @@ func compileNetworkRBAC(fs []*listenerv3.Filter, d *deps) ([]*networkRBAC, []*li
 			return nil, nil, fmt.Errorf("filter %q: %v", f.GetName(), err)
 		}
 		var cfg rbacnetv3.RBAC
-		if err := f.GetTypedConfig().UnmarshalTo(&cfg); err != nil {
+		if err := confparse.Unmarshal(f.GetTypedConfig(), &cfg); err != nil {
 			return nil, nil, fmt.Errorf("filter %q: %v", f.GetName(), err)
 		}
 		n, err := newNetworkRBAC(&cfg, d)

@@ -15,23 +15,23 @@ import (
 // max_stream_duration.
 func routeTimeout(d *router.Decision, r *http.Request) time.Duration {
 	timeout := d.Timeout
-	msd := d.MaxStreamDuration
-	if msd == nil {
+	sd := d.StreamDuration
+	if sd == nil {
 		return timeout
 	}
-	if msd.GetGrpcTimeoutHeaderMax() != nil {
+	if sd.GRPCHeader {
 		if t, ok := parseGRPCTimeout(r.Header.Get("Grpc-Timeout")); ok {
-			if max := msd.GetGrpcTimeoutHeaderMax().AsDuration(); max > 0 && t > max {
-				t = max
+			if sd.GRPCHeaderMax > 0 && t > sd.GRPCHeaderMax {
+				t = sd.GRPCHeaderMax
 			}
-			if off := msd.GetGrpcTimeoutHeaderOffset().AsDuration(); off > 0 && t > off {
+			if off := sd.GRPCHeaderOffset; off > 0 && t > off {
 				t -= off
 			}
 			timeout = t
 		}
 	}
-	if max := msd.GetMaxStreamDuration().AsDuration(); max > 0 && (timeout == 0 || max < timeout) {
-		timeout = max
+	if sd.Max > 0 && (timeout == 0 || sd.Max < timeout) {
+		timeout = sd.Max
 	}
 	return timeout
 }
@@ -45,8 +45,21 @@ func parseGRPCTimeout(v string) (time.Duration, bool) {
 	if err != nil || n < 0 {
 		return 0, false
 	}
-	unit := map[byte]time.Duration{'H': time.Hour, 'M': time.Minute, 'S': time.Second, 'm': time.Millisecond, 'u': time.Microsecond, 'n': time.Nanosecond}[v[len(v)-1]]
-	if unit == 0 {
+	var unit time.Duration
+	switch v[len(v)-1] {
+	case 'H':
+		unit = time.Hour
+	case 'M':
+		unit = time.Minute
+	case 'S':
+		unit = time.Second
+	case 'm':
+		unit = time.Millisecond
+	case 'u':
+		unit = time.Microsecond
+	case 'n':
+		unit = time.Nanosecond
+	default:
 		return 0, false
 	}
 	return time.Duration(n) * unit, true

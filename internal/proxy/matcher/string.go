@@ -21,6 +21,7 @@ import (
 
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 
+	"github.com/skein-mesh/skein/internal/proxy/internal/confparse"
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 )
 
@@ -128,10 +129,10 @@ func CompileRegex(rm *matcherv3.RegexMatcher) (*regexp.Regexp, error) {
 		return nil, err
 	}
 	// Compile the pattern as written first, so its error quotes it.
-	if _, err := regexp.Compile(rm.GetRegex()); err != nil {
+	if _, err := confparse.Regexp(rm.GetRegex()); err != nil {
 		return nil, fmt.Errorf("invalid regex %q: %w", rm.GetRegex(), err)
 	}
-	return regexp.Compile(`^(?:` + rm.GetRegex() + `)$`)
+	return confparse.Regexp(`^(?:` + rm.GetRegex() + `)$`)
 }
 
 // Equal compares a and b, ignoring ASCII case when fold is set: Envoy

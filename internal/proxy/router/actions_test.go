@@ -6,9 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 func TestTimeout(t *testing.T) {
@@ -406,34 +403,22 @@ virtualHosts:
     route: {cluster: c}
 `)
 	d, _ := tbl.Route(newRequest(http.MethodGet, "/full"))
-	if d.RetryPolicy.GetNumRetries().GetValue() != 2 || len(d.HashPolicy) != 1 || len(d.RequestMirrorPolicies) != 1 ||
-		d.MaxStreamDuration == nil || d.Decorator.GetOperation() == "" || d.Metadata == nil || d.Cors == nil ||
+	if d.Retry.Retries() != 2 || d.Hash == nil || len(d.Mirrors) != 1 || d.Mirrors[0].PerMillion != 500_000 ||
+		d.StreamDuration == nil || d.Decorator.GetOperation() == "" || d.Metadata == nil || d.FilterConfig["envoy.filters.http.cors"] != "cors" ||
 		!d.IncludeRequestAttemptCount || d.ClusterNotFoundStatus != http.StatusNotFound {
 		t.Errorf("full route decision misses carried fields: %+v", d)
 	}
-	if got := anyString(t, d.TypedPerFilterConfig["f.both"]); got != "route" {
+	if got := d.FilterConfig["f.both"]; got != "route" {
 		t.Errorf("f.both = %q, want the route's", got)
 	}
-	if got := anyString(t, d.TypedPerFilterConfig["f.vhost"]); got != "vhost" {
+	if got := d.FilterConfig["f.vhost"]; got != "vhost" {
 		t.Errorf("f.vhost = %q, want the virtual host's", got)
 	}
 	d, _ = tbl.Route(newRequest(http.MethodGet, "/other"))
-	if d.RetryPolicy.GetNumRetries().GetValue() != 7 || d.ClusterNotFoundStatus != http.StatusServiceUnavailable {
-		t.Errorf("inherit: retry policy %v, cluster-not-found %d", d.RetryPolicy, d.ClusterNotFoundStatus)
+	if d.Retry.Retries() != 7 || d.ClusterNotFoundStatus != http.StatusServiceUnavailable {
+		t.Errorf("inherit: retry policy %v, cluster-not-found %d", d.Retry, d.ClusterNotFoundStatus)
 	}
-	if got := anyString(t, d.TypedPerFilterConfig["f.both"]); got != "vhost" {
+	if got := d.FilterConfig["f.both"]; got != "vhost" {
 		t.Errorf("inherit: f.both = %q, want the virtual host's", got)
 	}
-}
-
-func anyString(t *testing.T, a *anypb.Any) string {
-	t.Helper()
-	if a == nil {
-		return ""
-	}
-	var s wrapperspb.StringValue
-	if err := a.UnmarshalTo(&s); err != nil {
-		t.Fatal(err)
-	}
-	return s.GetValue()
 }

@@ -5,14 +5,12 @@ package router
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // Envoy's defaults.
@@ -27,8 +25,9 @@ const (
 //
 //	route_config "9080": virtual_host "reviews:9080": route[2]: unsupported match field "grpc"
 //
-// The Table keeps a private copy of rc.
-func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
+// Per-filter configs are compiled by filters (nil: a route config may carry
+// none). The Table keeps a private copy of rc.
+func Compile(rc *routev3.RouteConfiguration, filters PerFilterCompiler) (*Table, error) {
 	if rc == nil {
 		return nil, errors.New("route_config: nil")
 	}
@@ -41,6 +40,7 @@ func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
 	c := compiler{
 		maxBody:          defaultMaxDirectResponseBody,
 		mostSpecificWins: rc.GetMostSpecificHeaderMutationsWins(),
+		perFilter:        perFilter{compiler: filters},
 	}
 	if m := rc.GetMaxDirectResponseBodySizeBytes(); m != nil {
 		c.maxBody = int(m.GetValue())
@@ -72,11 +72,14 @@ type compiler struct {
 	mostSpecificWins bool
 	rcMutations      *headerMutations
 	rcRespMutations  *headerMutations
+	perFilter        perFilter
 }
 
 // vhostContext is what a virtual host contributes to its routes' decisions.
 type vhostContext struct {
 	pb            *routev3.VirtualHost
+	retry         *RetryPolicy
+	filterConfig  map[string]any
 	reqMutations  *headerMutations
 	respMutations *headerMutations
 }
@@ -101,6 +104,18 @@ func (c *compiler) virtualHost(pvh *routev3.VirtualHost, index *domainIndex) err
 	if vctx.respMutations, err = compileMutations("response_", pvh.GetResponseHeadersToAdd(), pvh.GetResponseHeadersToRemove()); err != nil {
 		return err
 	}
+	if vctx.retry, err = compileRetryPolicy(pvh.GetRetryPolicy()); err != nil {
+		return fmt.Errorf("retry_policy: %w", err)
+	}
+	cors, err := c.perFilter.vhostCors(pvh.GetCors())
+	if err != nil {
+		return err
+	}
+	own, err := c.perFilter.compile(pvh.GetTypedPerFilterConfig())
+	if err != nil {
+		return err
+	}
+	vctx.filterConfig = mergeFilterConfig(cors, own)
 	for i, pr := range pvh.GetRoutes() {
 		rt, err := c.route(pr, &vctx)
 		if err != nil {
@@ -138,15 +153,18 @@ func (c *compiler) route(pr *routev3.Route, vctx *vhostContext) (*route, error) 
 	if err != nil {
 		return nil, err
 	}
+	own, err := c.perFilter.compile(pr.GetTypedPerFilterConfig())
+	if err != nil {
+		return nil, err
+	}
 	vpb := vctx.pb
 	base := Decision{
 		VirtualHost:                vpb.GetName(),
 		RouteName:                  pr.GetName(),
-		RetryPolicy:                vpb.GetRetryPolicy(),
-		TypedPerFilterConfig:       mergeFilterConfig(vpb.GetTypedPerFilterConfig(), pr.GetTypedPerFilterConfig()),
+		Retry:                      vctx.retry,
+		FilterConfig:               mergeFilterConfig(vctx.filterConfig, own),
 		Metadata:                   pr.GetMetadata(),
 		Decorator:                  pr.GetDecorator(),
-		Cors:                       vpb.GetCors(),
 		IncludeRequestAttemptCount: vpb.GetIncludeRequestAttemptCount(),
 		ClusterNotFoundStatus:      http.StatusServiceUnavailable,
 	}
@@ -217,11 +235,20 @@ func (c *compiler) routeAction(rt *route, ra *routev3.RouteAction, base Decision
 		}
 	}
 	if rp := ra.GetRetryPolicy(); rp != nil {
-		base.RetryPolicy = rp
+		retry, err := compileRetryPolicy(rp)
+		if err != nil {
+			return fmt.Errorf("retry_policy: %w", err)
+		}
+		base.Retry = retry
 	}
-	base.HashPolicy = ra.GetHashPolicy()
-	base.RequestMirrorPolicies = ra.GetRequestMirrorPolicies()
-	base.MaxStreamDuration = ra.GetMaxStreamDuration()
+	var err error
+	if base.Hash, err = compileHashPolicy(ra.GetHashPolicy()); err != nil {
+		return err
+	}
+	if base.Mirrors, err = compileMirrorPolicies(ra.GetRequestMirrorPolicies()); err != nil {
+		return err
+	}
+	base.StreamDuration = compileStreamDuration(ra.GetMaxStreamDuration())
 	switch ra.GetClusterNotFoundResponseCode() {
 	case routev3.RouteAction_SERVICE_UNAVAILABLE:
 		base.ClusterNotFoundStatus = http.StatusServiceUnavailable
@@ -257,7 +284,7 @@ func (c *compiler) routeAction(rt *route, ra *routev3.RouteAction, base Decision
 		rt.fixed = &base
 		return nil
 	case *routev3.RouteAction_WeightedClusters:
-		if err := compileWeighted(rt, cs.WeightedClusters, base, levels); err != nil {
+		if err := c.compileWeighted(rt, cs.WeightedClusters, base, levels); err != nil {
 			return wrap(fmt.Errorf("weighted_clusters: %w", err))
 		}
 		return nil
@@ -266,7 +293,7 @@ func (c *compiler) routeAction(rt *route, ra *routev3.RouteAction, base Decision
 	}
 }
 
-func compileWeighted(rt *route, wc *routev3.WeightedCluster, base Decision, levels levelsFunc) error {
+func (c *compiler) compileWeighted(rt *route, wc *routev3.WeightedCluster, base Decision, levels levelsFunc) error {
 	if err := checkFields(wc, "weighted_clusters"); err != nil {
 		return err
 	}
@@ -296,7 +323,11 @@ func compileWeighted(rt *route, wc *routev3.WeightedCluster, base Decision, leve
 		sum += w
 		d := base
 		d.Cluster = cw.GetName()
-		d.TypedPerFilterConfig = mergeFilterConfig(base.TypedPerFilterConfig, cw.GetTypedPerFilterConfig())
+		own, err := c.perFilter.compile(cw.GetTypedPerFilterConfig())
+		if err != nil {
+			return fmt.Errorf("clusters[%d]: %w", i, err)
+		}
+		d.FilterConfig = mergeFilterConfig(base.FilterConfig, own)
 		if h := cw.GetHostRewriteLiteral(); h != "" {
 			d.hostRewrite = h
 		}
@@ -312,20 +343,6 @@ func compileWeighted(rt *route, wc *routev3.WeightedCluster, base Decision, leve
 	rt.total = sum
 	rt.picks = newPickCounter()
 	return nil
-}
-
-// mergeFilterConfig overlays more specific per-filter config on less
-// specific; it returns an input map unchanged when the other is empty.
-func mergeFilterConfig(general, specific map[string]*anypb.Any) map[string]*anypb.Any {
-	if len(specific) == 0 {
-		return general
-	}
-	if len(general) == 0 {
-		return specific
-	}
-	out := maps.Clone(general)
-	maps.Copy(out, specific)
-	return out
 }
 
 func (c *compiler) directResponse(pd *routev3.DirectResponseAction) (*DirectResponse, error) {

@@ -117,7 +117,7 @@ virtualHosts: [{domains: ["*"]}]
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Compile(parseRouteConfig(t, tc.config))
+			_, err := Compile(parseRouteConfig(t, tc.config), stringFilters{})
 			if err == nil {
 				t.Fatalf("Compile succeeded, want error %q", tc.want)
 			}
@@ -135,8 +135,8 @@ virtualHosts: [{domains: ["*"]}]
 }
 
 func TestCompileNil(t *testing.T) {
-	if _, err := Compile(nil); err == nil {
-		t.Fatal("Compile(nil) succeeded")
+	if _, err := Compile(nil, nil); err == nil {
+		t.Fatal("Compile(nil, nil) succeeded")
 	}
 }
 
@@ -146,7 +146,7 @@ func TestCompileRejectsUnknownFields(t *testing.T) {
 	unknown := protowire.AppendTag(nil, 999, protowire.VarintType)
 	unknown = protowire.AppendVarint(unknown, 1)
 	rc.GetVirtualHosts()[0].GetRoutes()[0].ProtoReflect().SetUnknown(unknown)
-	_, err := Compile(rc)
+	_, err := Compile(rc, nil)
 	if want := `route_config "test": virtual_host "vh": route[0]: route has fields unknown to this proxy`; err == nil || err.Error() != want {
 		t.Fatalf("error %v, want %s", err, want)
 	}
@@ -155,8 +155,8 @@ func TestCompileRejectsUnknownFields(t *testing.T) {
 // TestCompileCopiesConfig checks the Table does not see later changes to
 // the RouteConfiguration it was compiled from.
 func TestCompileCopiesConfig(t *testing.T) {
-	rc := parseRouteConfig(t, singleVhost("  - {match: {prefix: /}, route: {cluster: before, retryPolicy: {numRetries: 1}}}\n"))
-	tbl, err := Compile(rc)
+	rc := parseRouteConfig(t, singleVhost("  - {match: {prefix: /}, route: {cluster: before, retryPolicy: {retryOn: 5xx, numRetries: 1}}}\n"))
+	tbl, err := Compile(rc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,8 +164,8 @@ func TestCompileCopiesConfig(t *testing.T) {
 	ra.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: "after"}
 	ra.GetRetryPolicy().NumRetries.Value = 9
 	d, _ := tbl.Route(newRequest("GET", "/"))
-	if d.Cluster != "before" || d.RetryPolicy.GetNumRetries().GetValue() != 1 {
-		t.Fatalf("table changed with its source: cluster %s, retries %d", d.Cluster, d.RetryPolicy.GetNumRetries().GetValue())
+	if d.Cluster != "before" || d.Retry.Retries() != 1 {
+		t.Fatalf("table changed with its source: cluster %s, retries %d", d.Cluster, d.Retry.Retries())
 	}
 }
 

@@ -97,7 +97,7 @@ func runGolden(t *testing.T, file string) []byte {
 	if err := protojson.Unmarshal(gf.RouteConfig, rc); err != nil {
 		t.Fatalf("%s: routeConfig: %v", file, err)
 	}
-	tbl, err := Compile(rc)
+	tbl, err := Compile(rc, nil)
 	if err != nil {
 		t.Fatalf("%s: Compile: %v", file, err)
 	}

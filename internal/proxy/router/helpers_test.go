@@ -1,12 +1,15 @@
 package router
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	"sigs.k8s.io/yaml"
 )
 
@@ -26,7 +29,7 @@ func parseRouteConfig(t testing.TB, doc string) *routev3.RouteConfiguration {
 
 func mustCompile(t testing.TB, doc string) *Table {
 	t.Helper()
-	tbl, err := Compile(parseRouteConfig(t, doc))
+	tbl, err := Compile(parseRouteConfig(t, doc), stringFilters{})
 	if err != nil {
 		t.Fatalf("Compile: %v", err)
 	}
@@ -57,4 +60,22 @@ virtualHosts:
   domains: ["*"]
   routes:
 ` + routes
+}
+
+// stringFilters compiles StringValue per-filter configs to their string,
+// standing in for the filter registry.
+type stringFilters struct{}
+
+func (stringFilters) PerRoute(name string, a *anypb.Any) (any, error) {
+	var s wrapperspb.StringValue
+	if a.MessageIs(&routev3.CorsPolicy{}) {
+		return "cors", nil
+	}
+	if !a.MessageIs(&s) {
+		return nil, fmt.Errorf("typed_per_filter_config %q: %s is not supported", name, a.GetTypeUrl())
+	}
+	if err := a.UnmarshalTo(&s); err != nil {
+		return nil, err
+	}
+	return s.GetValue(), nil
 }

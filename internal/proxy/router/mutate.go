@@ -13,6 +13,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 
+	"github.com/skein-mesh/skein/internal/proxy/internal/confparse"
 	"github.com/skein-mesh/skein/internal/proxy/matcher"
 )
 
@@ -254,7 +255,7 @@ func compileRegexRewrite(rr *matcherv3.RegexMatchAndSubstitute) (*pathRewrite, e
 	if err := checkFields(rr.GetPattern(), "regex matcher"); err != nil {
 		return nil, err
 	}
-	re, err := regexp.Compile(rr.GetPattern().GetRegex())
+	re, err := confparse.Regexp(rr.GetPattern().GetRegex())
 	if err != nil {
 		return nil, fmt.Errorf("invalid regex %q: %w", rr.GetPattern().GetRegex(), err)
 	}

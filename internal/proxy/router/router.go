@@ -19,7 +19,6 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // Table is a compiled RouteConfiguration. It is immutable after Compile and
@@ -54,19 +53,24 @@ type Decision struct {
 	DirectResponse *DirectResponse // non-nil: answer locally
 	Redirect       *Redirect       // non-nil: answer with a redirect
 
-	// Fields other proxy components act on; the router only carries them.
+	// Compiled route settings other proxy components act on.
 
-	// RetryPolicy is the route's retry_policy, else the virtual host's.
-	RetryPolicy           *routev3.RetryPolicy
-	HashPolicy            []*routev3.RouteAction_HashPolicy
-	RequestMirrorPolicies []*routev3.RouteAction_RequestMirrorPolicy
-	MaxStreamDuration     *routev3.RouteAction_MaxStreamDuration
-	// TypedPerFilterConfig merges virtual host, route and weighted cluster
-	// typed_per_filter_config; the most specific entry for a filter wins.
-	TypedPerFilterConfig map[string]*anypb.Any
-	Metadata             *corev3.Metadata    // route metadata
-	Decorator            *routev3.Decorator  // route decorator
-	Cors                 *routev3.CorsPolicy // virtual host cors
+	// Retry is the route's retry_policy, else the virtual host's (nil:
+	// no retries).
+	Retry *RetryPolicy
+	// Hash is the route's hash_policy (nil: none).
+	Hash    *HashPolicy
+	Mirrors []MirrorPolicy
+	// StreamDuration is max_stream_duration (nil: none).
+	StreamDuration *StreamDuration
+	// FilterConfig holds each HTTP filter's per-route config, compiled by
+	// the filter when the route arrived (see PerFilterCompiler), by filter
+	// name: virtual host, route and weighted cluster typed_per_filter_config
+	// merged, the most specific entry winning; a virtual host's cors is the
+	// CORS filter's least specific entry.
+	FilterConfig map[string]any
+	Metadata     *corev3.Metadata   // route metadata
+	Decorator    *routev3.Decorator // route decorator
 	// IncludeRequestAttemptCount asks the upstream side to send
 	// x-envoy-attempt-count (virtual host include_request_attempt_count).
 	IncludeRequestAttemptCount bool

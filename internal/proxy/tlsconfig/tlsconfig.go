@@ -21,6 +21,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 
+	"github.com/skein-mesh/skein/internal/proxy/internal/confparse"
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 )
 
@@ -92,7 +93,7 @@ func Compile(ts *corev3.TransportSocket, downstream bool, src CertSource) (*Sock
 		return &Socket{Name: ts.GetName()}, nil
 	case downstream && tc.MessageIs(&tlsv3.DownstreamTlsContext{}):
 		var ctx tlsv3.DownstreamTlsContext
-		if err := tc.UnmarshalTo(&ctx); err != nil {
+		if err := confparse.Unmarshal(tc, &ctx); err != nil {
 			return nil, err
 		}
 		cfg, err := Server(&ctx, src)
@@ -102,7 +103,7 @@ func Compile(ts *corev3.TransportSocket, downstream bool, src CertSource) (*Sock
 		return &Socket{Name: ts.GetName(), Downstream: cfg}, nil
 	case !downstream && tc.MessageIs(&tlsv3.UpstreamTlsContext{}):
 		var ctx tlsv3.UpstreamTlsContext
-		if err := tc.UnmarshalTo(&ctx); err != nil {
+		if err := confparse.Unmarshal(tc, &ctx); err != nil {
 			return nil, err
 		}
 		cfg, err := Client(&ctx, src)

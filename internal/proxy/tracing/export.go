@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/skein-mesh/skein/internal/proxy/internal/confparse"
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
@@ -101,7 +102,7 @@ func exporterFor(p *tracev3.Tracing_Http, o Options) (*exporter, error) {
 	switch {
 	case tc.MessageIs(&tracev3.ZipkinConfig{}):
 		var z tracev3.ZipkinConfig
-		if err := tc.UnmarshalTo(&z); err != nil {
+		if err := confparse.Unmarshal(tc, &z); err != nil {
 			return nil, err
 		}
 		if err := zipkinFields.Check(&z); err != nil {
@@ -120,7 +121,7 @@ func exporterFor(p *tracev3.Tracing_Http, o Options) (*exporter, error) {
 		send = zipkinSender(z.GetCollectorEndpoint(), z.GetCollectorHostname())
 	case tc.MessageIs(&tracev3.OpenTelemetryConfig{}):
 		var c tracev3.OpenTelemetryConfig
-		if err := tc.UnmarshalTo(&c); err != nil {
+		if err := confparse.Unmarshal(tc, &c); err != nil {
 			return nil, err
 		}
 		if err := otelFields.Check(&c); err != nil {

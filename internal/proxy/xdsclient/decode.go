@@ -12,6 +12,8 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/skein-mesh/skein/internal/proxy/internal/confparse"
 )
 
 const resourceWrapperType = "type.googleapis.com/envoy.service.discovery.v3.Resource"
@@ -120,7 +122,7 @@ func rdsNames(listeners map[string]Resource[*listenerv3.Listener]) []string {
 					continue
 				}
 				var hcm hcmv3.HttpConnectionManager
-				if err := tc.UnmarshalTo(&hcm); err != nil {
+				if err := confparse.Unmarshal(tc, &hcm); err != nil {
 					continue // the consumer rejected such a listener already
 				}
 				if n := hcm.GetRds().GetRouteConfigName(); n != "" {

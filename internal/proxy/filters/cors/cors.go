@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"regexp"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -22,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/skein-mesh/skein/internal/proxy/filters"
+	"github.com/skein-mesh/skein/internal/proxy/internal/confparse"
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
@@ -40,20 +40,17 @@ var (
 	regexFields   = protocheck.Fields(&matcherv3.RegexMatcher{}, "regex", "google_re2")
 )
 
-func init() {
-	filters.RegisterPerRoute(&routev3.CorsPolicy{}, func(a *anypb.Any) error {
-		var p routev3.CorsPolicy
-		if err := a.UnmarshalTo(&p); err != nil {
-			return err
-		}
-		_, err := compile(&p)
-		return err
-	})
-}
-
-// Register adds the filter to reg.
+// Register adds the filter to reg, with route.v3.CorsPolicy as its
+// per-route config (also what a virtual host's cors field compiles to).
 func Register(reg *filters.Registry) {
 	reg.Register(Name, &corsv3.Cors{}, New)
+	reg.RegisterPerRoute(&routev3.CorsPolicy{}, func(a *anypb.Any) (any, error) {
+		var p routev3.CorsPolicy
+		if err := confparse.Unmarshal(a, &p); err != nil {
+			return nil, err
+		}
+		return compile(&p)
+	})
 }
 
 // policy is a compiled CorsPolicy.
@@ -137,7 +134,7 @@ func compileMatcher(sm *matcherv3.StringMatcher) (matcher, error) {
 			return nil, fmt.Errorf("safe_regex: %v", err)
 		}
 		// Envoy's safe_regex matches the whole string (RE2 full match).
-		re, err := regexp.Compile("^(?:" + m.SafeRegex.GetRegex() + ")$")
+		re, err := confparse.Regexp("^(?:" + m.SafeRegex.GetRegex() + ")$")
 		if err != nil {
 			return nil, fmt.Errorf("safe_regex: %v", err)
 		}
@@ -160,7 +157,7 @@ var (
 // New builds the filter; its own config (envoy.extensions.filters.http.cors.v3.Cors) is empty.
 func New(a *anypb.Any) (filters.HTTPFilter, error) {
 	var c corsv3.Cors
-	if err := a.UnmarshalTo(&c); err != nil {
+	if err := confparse.Unmarshal(a, &c); err != nil {
 		return nil, err
 	}
 	if err := corsFields.Check(&c); err != nil {
@@ -182,33 +179,14 @@ const (
 	originKey   = "origin"
 )
 
-// policyFor returns the route's policy: its typed_per_filter_config entry,
-// else the virtual host's cors field; nil when there is none.
+// policyFor returns the route's compiled policy: its typed_per_filter_config
+// entry, else the virtual host's cors field; nil when there is none.
 func policyFor(req *filters.Request) *policy {
 	if req.Route == nil {
 		return nil
 	}
-	var p *routev3.CorsPolicy
-	if a, ok := req.Route.TypedPerFilterConfig[Name]; ok {
-		if u, err := filters.Unwrap(a); err == nil {
-			p = &routev3.CorsPolicy{}
-			if u.UnmarshalTo(p) != nil {
-				return nil
-			}
-		}
-	} else if req.Route.Cors != nil {
-		p = req.Route.Cors
-	}
-	if p == nil {
-		return nil
-	}
-	// Validated when the route arrived; compiling a policy is a few
-	// allocations, only for requests that carry an Origin.
-	c, err := compile(p)
-	if err != nil {
-		return nil
-	}
-	return c
+	p, _ := req.Route.FilterConfig[Name].(*policy)
+	return p
 }
 
 // OnRequest answers preflights and remembers an allowed origin.

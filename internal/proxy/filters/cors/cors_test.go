@@ -224,8 +224,10 @@ func TestInvalidPolicyIsNACKed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rc := &routev3.RouteConfiguration{Name: "r", VirtualHosts: []*routev3.VirtualHost{{Name: "v", Domains: []string{"*"},
 				Routes: []*routev3.Route{route(t, "/", tc.p)}}}}
-			if _, err := listener.CompileRoutes(rc); err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), cors.Name) {
-				t.Errorf("CompileRoutes: %v, want %q naming %s", err, tc.want, cors.Name)
+			reg := filters.NewRegistry()
+			cors.Register(reg)
+			if _, err := router.Compile(rc, reg); err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), cors.Name) {
+				t.Errorf("router.Compile: %v, want %q naming %s", err, tc.want, cors.Name)
 			}
 		})
 	}

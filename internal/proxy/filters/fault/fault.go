@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/skein-mesh/skein/internal/proxy/filters"
+	"github.com/skein-mesh/skein/internal/proxy/internal/confparse"
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
@@ -37,16 +38,10 @@ var (
 	percentFields   = protocheck.Fields(&typev3.FractionalPercent{}, "numerator", "denominator")
 )
 
-func init() {
-	filters.RegisterPerRoute(&faultv3.HTTPFault{}, func(a *anypb.Any) error {
-		_, err := parse(a)
-		return err
-	})
-}
-
-// Register adds the filter to reg.
+// Register adds the filter to reg, with HTTPFault as its per-route config.
 func Register(reg *filters.Registry) {
 	reg.Register(Name, &faultv3.HTTPFault{}, New)
+	reg.RegisterPerRoute(&faultv3.HTTPFault{}, func(a *anypb.Any) (any, error) { return parse(a) })
 }
 
 // config is a validated HTTPFault.
@@ -63,7 +58,7 @@ type config struct {
 
 func parse(a *anypb.Any) (*config, error) {
 	var f faultv3.HTTPFault
-	if err := a.UnmarshalTo(&f); err != nil {
+	if err := confparse.Unmarshal(a, &f); err != nil {
 		return nil, err
 	}
 	if err := httpFaultFields.Check(&f); err != nil {
@@ -166,21 +161,10 @@ func (f *Filter) config(req *filters.Request) *config {
 	if req.Route == nil {
 		return f.base
 	}
-	a, ok := req.Route.TypedPerFilterConfig[Name]
-	if !ok {
-		return f.base
+	if c, ok := req.Route.FilterConfig[Name].(*config); ok {
+		return c
 	}
-	unwrapped, err := filters.Unwrap(a)
-	if err != nil {
-		return nil
-	}
-	// Validated when the route arrived (CheckPerRoute); parsing a few
-	// dozen bytes per faulted request is cheaper than a cache's upkeep.
-	c, err := parse(unwrapped)
-	if err != nil {
-		return nil
-	}
-	return c
+	return f.base
 }
 
 // OnRequest delays, then aborts, as the sampled percentages say.

@@ -254,8 +254,10 @@ func TestInvalidConfigIsRejected(t *testing.T) {
 				Routes: []*routev3.Route{{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 					Action:               &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "c"}}},
 					TypedPerFilterConfig: map[string]*anypb.Any{fault.Name: a}}}}}}
-			if _, err := listener.CompileRoutes(rc); err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), fault.Name) {
-				t.Errorf("CompileRoutes: %v, want %q naming %s", err, tc.want, fault.Name)
+			reg := filters.NewRegistry()
+			fault.Register(reg)
+			if _, err := router.Compile(rc, reg); err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), fault.Name) {
+				t.Errorf("router.Compile: %v, want %q naming %s", err, tc.want, fault.Name)
 			}
 		})
 	}

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/skein-mesh/skein/internal/proxy/filters"
+	"github.com/skein-mesh/skein/internal/proxy/internal/confparse"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
 
@@ -81,7 +82,7 @@ func (m *matcherConfig) matcher() (*stats.Matcher, error) {
 		{"exclusion_regexps", m.ExclusionRegexps, &out.ExclusionRegexps},
 	} {
 		for i, re := range list.in {
-			c, err := regexp.Compile("^(?:" + re + ")$")
+			c, err := confparse.Regexp("^(?:" + re + ")$")
 			if err != nil {
 				return nil, fmt.Errorf("stats_matcher.%s[%d] %q: %v", list.field, i, re, err)
 			}

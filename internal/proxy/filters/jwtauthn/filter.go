@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/skein-mesh/skein/internal/proxy/filters"
+	"github.com/skein-mesh/skein/internal/proxy/internal/confparse"
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 )
 
@@ -68,7 +69,7 @@ type Options struct {
 func Register(reg *filters.Registry, opts Options) {
 	reg.Register(Name, &jwtv3.JwtAuthentication{}, func(config *anypb.Any) (filters.HTTPFilter, error) {
 		var cfg jwtv3.JwtAuthentication
-		if err := config.UnmarshalTo(&cfg); err != nil {
+		if err := confparse.Unmarshal(config, &cfg); err != nil {
 			return nil, err
 		}
 		return New(&cfg, opts)

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/skein-mesh/skein/internal/proxy/filters"
+	"github.com/skein-mesh/skein/internal/proxy/internal/confparse"
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
@@ -52,6 +53,10 @@ type Options struct {
 	// Rand returns a uniform random number; it decides which requests fall
 	// in the filter_enabled/filter_enforced fractions.
 	Rand func() uint64
+	// Stats receives the counters of per-route limiters, which are
+	// compiled with their route config before any connection manager
+	// exists (nil: a private store).
+	Stats *stats.Store
 }
 
 func (o Options) withDefaults() Options {
@@ -69,24 +74,30 @@ func (o Options) withDefaults() Options {
 func Register(reg *filters.Registry, opts Options) {
 	opts = opts.withDefaults()
 	reg.Register(Name, &lrlv3.LocalRateLimit{}, func(config *anypb.Any) (filters.HTTPFilter, error) {
-		cfg := &lrlv3.LocalRateLimit{}
-		if err := config.UnmarshalTo(cfg); err != nil {
-			return nil, err
-		}
-		l, err := compile(cfg, opts)
+		l, err := decode(config, opts)
 		if err != nil {
 			return nil, err
 		}
-		return &filter{opts: opts, limiter: l, perRoute: map[string]*limiter{}}, nil
+		return &filter{limiter: l, now: opts.Now}, nil
 	})
-	filters.RegisterPerRoute(&lrlv3.LocalRateLimit{}, func(config *anypb.Any) error {
-		cfg := &lrlv3.LocalRateLimit{}
-		if err := config.UnmarshalTo(cfg); err != nil {
-			return err
+	// A route's config is a limiter of its own, with its own bucket, built
+	// once with the route config (Envoy's per-route local rate limit).
+	reg.RegisterPerRoute(&lrlv3.LocalRateLimit{}, func(config *anypb.Any) (any, error) {
+		l, err := decode(config, opts)
+		if err != nil {
+			return nil, err
 		}
-		_, err := compile(cfg, opts)
-		return err
+		l.useStats(opts.Stats)
+		return l, nil
 	})
+}
+
+func decode(config *anypb.Any, opts Options) (*limiter, error) {
+	cfg := &lrlv3.LocalRateLimit{}
+	if err := confparse.Unmarshal(config, cfg); err != nil {
+		return nil, err
+	}
+	return compile(cfg, opts)
 }
 
 // limiter is one compiled LocalRateLimit config with its token bucket(s).
@@ -276,12 +287,8 @@ func (l *limiter) bucketFor(req *filters.Request, now time.Time) *bucket {
 // connection the owning connection manager serves, as Envoy shares one
 // per filter config (per worker).
 type filter struct {
-	opts    Options
 	limiter *limiter
-
-	mu       sync.Mutex
-	store    *stats.Store
-	perRoute map[string]*limiter // by serialized per-route config
+	now     func() time.Time
 }
 
 var (
@@ -293,13 +300,7 @@ var (
 // UseStats implements filters.StatsUser. Envoy scopes this filter's stats
 // by its own stat_prefix only, so the connection manager's prefix is unused.
 func (f *filter) UseStats(store *stats.Store, _ string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.store = store
 	f.limiter.useStats(store)
-	for _, l := range f.perRoute {
-		l.useStats(store)
-	}
 }
 
 // headerState is what OnResponse needs to write x-ratelimit headers.
@@ -316,7 +317,7 @@ func (f *filter) OnRequest(req *filters.Request) *filters.LocalReply {
 		return nil
 	}
 	l.stats.enabled.Inc()
-	now := f.opts.Now()
+	now := f.now()
 	ok, remaining, reset := l.bucketFor(req, now).take(now)
 	if l.xRateLimitHeaders {
 		req.SetMetadata(Name, metaKey, headerState{limit: l.maxTokens, remaining: remaining, reset: reset})
@@ -368,43 +369,18 @@ func ceilSeconds(d time.Duration) uint64 {
 // keys typed_per_filter_config by filter name; the canonical name is
 // looked up first, then any entry of this filter's type.
 func (f *filter) limiterFor(req *filters.Request) *limiter {
-	if req.Route == nil || len(req.Route.TypedPerFilterConfig) == 0 {
+	if req.Route == nil || len(req.Route.FilterConfig) == 0 {
 		return f.limiter
 	}
-	cfg := req.Route.TypedPerFilterConfig[Name]
-	if cfg == nil {
-		for _, a := range req.Route.TypedPerFilterConfig {
-			if u, err := filters.Unwrap(a); err == nil && u.MessageIs(&lrlv3.LocalRateLimit{}) {
-				cfg = a
-				break
-			}
-		}
-	}
-	if cfg == nil {
-		return f.limiter
-	}
-	u, err := filters.Unwrap(cfg)
-	if err != nil || !u.MessageIs(&lrlv3.LocalRateLimit{}) {
-		return f.limiter
-	}
-	key := string(u.GetValue())
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if l, ok := f.perRoute[key]; ok {
+	if l, ok := req.Route.FilterConfig[Name].(*limiter); ok {
 		return l
 	}
-	msg := &lrlv3.LocalRateLimit{}
-	if err := u.UnmarshalTo(msg); err != nil {
-		return f.limiter
+	for _, v := range req.Route.FilterConfig {
+		if l, ok := v.(*limiter); ok {
+			return l
+		}
 	}
-	// Validated when the route arrived (filters.CheckPerRoute).
-	l, err := compile(msg, f.opts)
-	if err != nil {
-		return f.limiter
-	}
-	l.useStats(f.store)
-	f.perRoute[key] = l
-	return l
+	return f.limiter
 }
 
 // applyHeaders adds configured headers with Envoy's append_action

@@ -96,6 +96,7 @@ type harness struct {
 	t      *testing.T
 	clock  *fakeClock
 	store  *stats.Store
+	reg    *filters.Registry
 	filter filters.HTTPFilter
 }
 
@@ -103,7 +104,8 @@ func build(t *testing.T, config *anypb.Any, rnd func() uint64) *harness {
 	t.Helper()
 	h := &harness{t: t, clock: &fakeClock{t: time.Unix(1_700_000_000, 0)}, store: stats.NewStore()}
 	reg := filters.NewRegistry()
-	Register(reg, Options{Now: h.clock.now, Rand: rnd})
+	Register(reg, Options{Now: h.clock.now, Rand: rnd, Stats: h.store})
+	h.reg = reg
 	f, err := reg.Build(Name, config)
 	if err != nil {
 		t.Fatal(err)
@@ -283,10 +285,18 @@ status: {code: 503}
 
 func TestPerRouteConfig(t *testing.T) {
 	h := build(t, typed(t, tutorialValue+`token_bucket: {max_tokens: 1, fill_interval: 60s}`), nil)
-	off := &router.Decision{TypedPerFilterConfig: map[string]*anypb.Any{Name: typed(t, `stat_prefix: "off"`)}}
-	own := &router.Decision{TypedPerFilterConfig: map[string]*anypb.Any{"custom-name": typedStruct(t, tutorialValue+`
+	perRoute := func(name string, a *anypb.Any) *router.Decision {
+		t.Helper()
+		v, err := h.reg.PerRoute(name, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &router.Decision{FilterConfig: map[string]any{name: v}}
+	}
+	off := perRoute(Name, typed(t, `stat_prefix: "off"`))
+	own := perRoute("custom-name", typedStruct(t, tutorialValue+`
 stat_prefix: route
-token_bucket: {max_tokens: 3, fill_interval: 60s}`)}}
+token_bucket: {max_tokens: 3, fill_interval: 60s}`))
 	for i := 0; i < 5; i++ {
 		if _, reply := h.request("127.0.0.1:1", off); reply != nil {
 			t.Fatalf("route with the filter disabled: request %d limited", i+1)
@@ -328,7 +338,7 @@ func TestInvalidConfigIsRejected(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want %q", tc.config, err, tc.want)
 		}
-		if err := filters.CheckPerRoute(Name, typed(t, tc.config)); err == nil {
+		if _, err := reg.PerRoute(Name, typed(t, tc.config)); err == nil {
 			t.Errorf("%s: per-route config accepted", tc.config)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/skein-mesh/skein/internal/proxy/filters"
+	"github.com/skein-mesh/skein/internal/proxy/internal/confparse"
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
@@ -36,7 +37,7 @@ type Options struct {
 func Register(reg *filters.Registry, opts Options) {
 	reg.Register(Name, &rbacfilterv3.RBAC{}, func(config *anypb.Any) (filters.HTTPFilter, error) {
 		var cfg rbacfilterv3.RBAC
-		if err := config.UnmarshalTo(&cfg); err != nil {
+		if err := confparse.Unmarshal(config, &cfg); err != nil {
 			return nil, err
 		}
 		return NewHTTPFilter(&cfg, opts)
