@@ -9,6 +9,7 @@ import (
 
 	"github.com/skein-mesh/skein/internal/proxy/cluster"
 	"github.com/skein-mesh/skein/internal/proxy/filters"
+	"github.com/skein-mesh/skein/internal/proxy/hcm"
 	"github.com/skein-mesh/skein/internal/proxy/listener"
 	"github.com/skein-mesh/skein/internal/proxy/router"
 	"github.com/skein-mesh/skein/internal/proxy/xdsclient"
@@ -78,7 +79,7 @@ func (d *dataplane) applyRoutes(configs map[string]*routev3.RouteConfiguration) 
 			next[name] = old
 			continue
 		}
-		t, err := listener.CompileRoutes(rc, d.filters)
+		t, err := hcm.CompileRoutes(rc, d.filters)
 		if err != nil {
 			return err
 		}

@@ -11,7 +11,6 @@ package listener
 import (
 	"crypto/tls"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
@@ -25,40 +24,25 @@ import (
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/skein-mesh/skein/internal/proxy/cluster"
-	"github.com/skein-mesh/skein/internal/proxy/filters"
 	"github.com/skein-mesh/skein/internal/proxy/filters/metadataexchange"
+	"github.com/skein-mesh/skein/internal/proxy/hcm"
 	"github.com/skein-mesh/skein/internal/proxy/internal/confparse"
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
-	"github.com/skein-mesh/skein/internal/proxy/router"
-	"github.com/skein-mesh/skein/internal/proxy/stats"
 	"github.com/skein-mesh/skein/internal/proxy/tlsconfig"
 )
 
 // Clusters finds upstream clusters by name (the cluster manager).
-type Clusters interface {
-	Get(name string) (*cluster.Cluster, bool)
-}
+type Clusters = hcm.Clusters
 
-// Routes finds compiled RDS route tables by route configuration name; nil
-// when the configuration has not arrived.
-type Routes interface {
-	Table(name string) *router.Table
-}
+// Routes finds compiled RDS route tables by route configuration name.
+type Routes = hcm.Routes
 
-// deps is what every compiled filter needs at request time.
+// deps is what every compiled network filter needs: the connection
+// manager's environment, and what TLS and TCP filters add.
 type deps struct {
-	clusters    Clusters
-	routes      Routes
-	httpFilters *filters.Registry
-	stats       *stats.Store
-	log         *slog.Logger
+	hcm.Env
 	// certs is the workload identity for SDS "default"/"ROOTCA" (nil: none).
 	certs tlsconfig.CertSource
-	// nodeID, serviceName and podIP identify the proxy in trace spans.
-	nodeID, serviceName, podIP string
-	// outbound is set for a listener with traffic_direction OUTBOUND.
-	outbound bool
 	// exchange runs Istio's TCP metadata exchange (istio.metadata_exchange).
 	exchange *metadataexchange.Exchanger
 }
@@ -137,7 +121,7 @@ type filterChain struct {
 	// (filter chain metadata, see outboundHostsKey); empty: any.
 	hosts []string
 	tls   *tls.Config
-	http  *connectionManager
+	http  *hcm.ConnectionManager
 	tcp   *tcpProxy
 }
 
@@ -148,7 +132,7 @@ func compileListener(pl *listenerv3.Listener, d *deps) (*Listener, error) {
 	if pl.GetTrafficDirection() == corev3.TrafficDirection_OUTBOUND {
 		// Connection managers of outbound listeners make client spans.
 		outbound := *d
-		outbound.outbound = true
+		outbound.Outbound = true
 		d = &outbound
 	}
 	sa := pl.GetAddress().GetSocketAddress()
@@ -301,7 +285,7 @@ func compileChain(pc *listenerv3.FilterChain, d *deps) (*filterChain, error) {
 		if err := confparse.Unmarshal(tc, &cfg); err != nil {
 			return nil, fmt.Errorf("filter %q: %v", f.GetName(), err)
 		}
-		h, err := newHCM(&cfg, d)
+		h, err := hcm.New(&cfg, &d.Env)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", hcmFilterName, err)
 		}
@@ -323,7 +307,7 @@ func compileChain(pc *listenerv3.FilterChain, d *deps) (*filterChain, error) {
 			t.exchange = d.exchange
 		}
 		for _, o := range observers {
-			o.BindTCP(d.stats, t.inbound())
+			o.BindTCP(d.Stats, t.inbound())
 		}
 		t.observers = observers
 		fc.tcp = t

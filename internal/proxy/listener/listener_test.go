@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/skein-mesh/skein/internal/proxy/cluster"
 	"github.com/skein-mesh/skein/internal/proxy/filters/metadataexchange"
+	"github.com/skein-mesh/skein/internal/proxy/hcm"
 	"github.com/skein-mesh/skein/internal/proxy/router"
 )
 
@@ -66,7 +66,7 @@ func inlineHCM(cluster string) *hcmv3.HttpConnectionManager {
 				Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster}}},
 			}}}},
 		}},
-		HttpFilters: []*hcmv3.HttpFilter{{Name: RouterFilterName}},
+		HttpFilters: []*hcmv3.HttpFilter{{Name: hcm.RouterFilterName}},
 	}
 }
 
@@ -375,18 +375,6 @@ func TestRetries(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "attempt 2 ") {
 		t.Errorf("retriable 503: got %d %q, want 200 on attempt 2", resp.StatusCode, body)
-	}
-}
-
-func TestRequestIDIsUUIDv4(t *testing.T) {
-	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
-	seen := map[string]bool{}
-	for range 100 {
-		id := newRequestID()
-		if !re.MatchString(id) || seen[id] {
-			t.Fatalf("request id %q: want a fresh UUID v4", id)
-		}
-		seen[id] = true
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/skein-mesh/skein/internal/proxy/filters"
 	"github.com/skein-mesh/skein/internal/proxy/filters/metadataexchange"
+	"github.com/skein-mesh/skein/internal/proxy/hcm"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -110,14 +111,15 @@ func NewManager(opts Options) (*Manager, error) {
 		opts.DrainTimeout = 5 * time.Second
 	}
 	m := &Manager{
-		opts:    opts,
-		deps:    &deps{clusters: opts.Clusters, routes: opts.Routes, httpFilters: opts.HTTPFilters, stats: opts.Stats, log: opts.Logger.With("component", "listeners")},
+		opts: opts,
+		deps: &deps{Env: hcm.Env{Clusters: opts.Clusters, Routes: opts.Routes, HTTPFilters: opts.HTTPFilters,
+			Stats: opts.Stats, Log: opts.Logger.With("component", "listeners")}},
 		sockets: map[string]*socket{},
 	}
 	if opts.Secrets != nil { // a nil *secrets.Manager must stay a nil interface
 		m.deps.certs = opts.Secrets
 	}
-	m.deps.nodeID, m.deps.serviceName, m.deps.podIP = opts.NodeID, opts.ServiceName, opts.PodIP
+	m.deps.NodeID, m.deps.ServiceName, m.deps.PodIP = opts.NodeID, opts.ServiceName, opts.PodIP
 	m.deps.exchange = opts.PeerExchange
 	if m.deps.exchange == nil {
 		ex, err := metadataexchange.New(nil, opts.NodeID)
@@ -189,7 +191,7 @@ func (m *Manager) Update(listeners map[string]*listenerv3.Listener) error {
 			}
 			return fmt.Errorf("listener %q: cannot bind %s: %v", next.bindings[addr].listener, addr, err)
 		}
-		opened[addr] = newSocket(ln, m.opts.Stats, m.deps.log)
+		opened[addr] = newSocket(ln, m.opts.Stats, m.deps.Log)
 	}
 
 	// Commit.
@@ -203,14 +205,14 @@ func (m *Manager) Update(listeners map[string]*listenerv3.Listener) error {
 		s.handler.Store(h)
 		m.sockets[addr] = s
 		s.start()
-		m.deps.log.Info("listening", "listener", h.listener, "chain", h.chain, "address", addr)
+		m.deps.Log.Info("listening", "listener", h.listener, "chain", h.chain, "address", addr)
 	}
 	for addr, s := range m.sockets {
 		if _, keep := next.bindings[addr]; keep {
 			continue
 		}
 		delete(m.sockets, addr)
-		m.deps.log.Info("draining removed listener", "address", addr, "listener", s.handler.Load().listener)
+		m.deps.Log.Info("draining removed listener", "address", addr, "listener", s.handler.Load().listener)
 		m.drains.Add(1)
 		go func() {
 			defer m.drains.Done()

@@ -74,11 +74,11 @@ func newNetworkRBAC(cfg *rbacnetv3.RBAC, d *deps) (*networkRBAC, error) {
 		}
 	}
 	p := n.statPrefix + "rbac."
-	n.allowed = d.stats.Counter(p + "allowed")
-	n.denied = d.stats.Counter(p + "denied")
-	n.logged = d.stats.Counter(p + "logged")
-	n.shadowAllow = d.stats.Counter(cfg.GetShadowRulesStatPrefix() + p + "shadow_allowed")
-	n.shadowDen = d.stats.Counter(cfg.GetShadowRulesStatPrefix() + p + "shadow_denied")
+	n.allowed = d.Stats.Counter(p + "allowed")
+	n.denied = d.Stats.Counter(p + "denied")
+	n.logged = d.Stats.Counter(p + "logged")
+	n.shadowAllow = d.Stats.Counter(cfg.GetShadowRulesStatPrefix() + p + "shadow_allowed")
+	n.shadowDen = d.Stats.Counter(cfg.GetShadowRulesStatPrefix() + p + "shadow_denied")
 	return n, nil
 }
 
@@ -105,13 +105,13 @@ func (t *tcpProxy) authorize(conn net.Conn) bool {
 		case n.rules.Action == rbac.Log:
 			if policy != "" {
 				n.logged.Inc()
-				t.deps.log.Info("rbac audit: connection matched", "policy", policy, "source", req.Conn.Source, "statPrefix", n.statPrefix)
+				t.deps.Log.Info("rbac audit: connection matched", "policy", policy, "source", req.Conn.Source, "statPrefix", n.statPrefix)
 			}
 		case ok:
 			n.allowed.Inc()
 		default:
 			n.denied.Inc()
-			t.deps.log.Debug("rbac: connection denied", "action", n.rules.Action, "policy", policy, "source", req.Conn.Source, "statPrefix", n.statPrefix)
+			t.deps.Log.Debug("rbac: connection denied", "action", n.rules.Action, "policy", policy, "source", req.Conn.Source, "statPrefix", n.statPrefix)
 			return false
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/skein-mesh/skein/internal/proxy/hcm"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
 
@@ -26,7 +27,7 @@ func TestNetworkRBAC(t *testing.T) {
 	}}}
 	rbacAny, _ := anypb.New(&rbacnetv3.RBAC{StatPrefix: "tcp.", Rules: rules})
 	tpAny, _ := anypb.New(&tcpproxyv3.TcpProxy{StatPrefix: "in", ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: "c"}})
-	d := &deps{stats: stats.NewStore(), log: slog.Default()}
+	d := &deps{Env: hcm.Env{Stats: stats.NewStore(), Log: slog.Default()}}
 	fc, err := compileChain(&listenerv3.FilterChain{Filters: []*listenerv3.Filter{
 		{Name: netRBACFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: rbacAny}},
 		{Name: tcpProxyFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: tpAny}},
@@ -58,7 +59,7 @@ func TestNetworkRBAC(t *testing.T) {
 		c.Close()
 		s.Close()
 	}
-	if n := d.stats.Counter("tcp.rbac.denied").Value(); n != 1 {
+	if n := d.Stats.Counter("tcp.rbac.denied").Value(); n != 1 {
 		t.Errorf("tcp.rbac.denied = %d, want 1", n)
 	}
 	// Before an HTTP connection manager, network RBAC is refused.

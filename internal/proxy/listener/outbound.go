@@ -11,16 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-
-	"github.com/skein-mesh/skein/internal/proxy/router"
-)
-
-// Server header transformations, shortened.
-const (
-	hcmOverwrite      = hcmv3.HttpConnectionManager_OVERWRITE
-	hcmAppendIfAbsent = hcmv3.HttpConnectionManager_APPEND_IF_ABSENT
-	hcmPassThrough    = hcmv3.HttpConnectionManager_PASS_THROUGH
+	"github.com/skein-mesh/skein/internal/proxy/hcm"
+	"github.com/skein-mesh/skein/internal/proxy/upstream"
 )
 
 // outboundProxy is the virtualOutbound listener in local mode. Apps send it
@@ -38,7 +30,7 @@ func (o *outboundProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if authority == "" {
 		authority = r.Host // h2 or origin-form: the authority is the target
 	}
-	target := withDefaultPort(authority, "80")
+	target := hcm.WithDefaultPort(authority, "80")
 	host, portText, _ := net.SplitHostPort(target)
 	port64, _ := strconv.ParseUint(portText, 10, 32)
 	port := uint32(port64)
@@ -58,9 +50,9 @@ func (o *outboundProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case fc == nil:
 		http.Error(w, "no listener for port "+portText, http.StatusNotFound)
 	case fc.http != nil:
-		fc.http.serve(w, r, target)
+		fc.http.Serve(w, r, target)
 	default:
-		fc.tcp.httpForwarder().serve(w, r, target)
+		fc.tcp.httpForwarder().Serve(w, r, target)
 	}
 }
 
@@ -97,7 +89,7 @@ func (o *outboundProxy) connect(w http.ResponseWriter, r *http.Request, fc *filt
 	up, cl, upPeer, err := tp.dial(ctx, target)
 	cancel()
 	if err != nil {
-		http.Error(w, bodyConnectFail, http.StatusServiceUnavailable)
+		http.Error(w, upstream.BodyConnectFail, http.StatusServiceUnavailable)
 		return
 	}
 	defer up.Close()
@@ -117,7 +109,7 @@ func (o *outboundProxy) connect(w http.ResponseWriter, r *http.Request, fc *filt
 			io.Copy(up, r.Body)
 			closeWrite(up)
 		}()
-		copyBody(w, up, rc, true)
+		upstream.CopyBody(w, up, rc, true)
 		wg.Wait()
 		return
 	}
@@ -140,18 +132,9 @@ func (o *outboundProxy) connect(w http.ResponseWriter, r *http.Request, fc *filt
 // httpForwarder is a connection manager for HTTP requests that reach a
 // tcp_proxy chain through the forward proxy: it sends them, unchanged, to
 // the tcp_proxy's cluster (the same bytes tcp_proxy would relay).
-func (t *tcpProxy) httpForwarder() *connectionManager {
+func (t *tcpProxy) httpForwarder() *hcm.ConnectionManager {
 	t.forwarderOnce.Do(func() {
-		t.forwarder = &connectionManager{
-			deps:                t.deps,
-			statPrefix:          t.statPrefix,
-			fixed:               &router.Decision{Cluster: t.cluster},
-			fixedCluster:        t.pickCluster,
-			transparent:         true,
-			serverHeader:        hcmPassThrough,
-			suppressEnvoyHeader: true,
-		}
-		t.forwarder.initStats()
+		t.forwarder = hcm.NewPassthrough(&t.deps.Env, t.statPrefix, t.pickCluster)
 	})
 	return t.forwarder
 }
@@ -160,7 +143,7 @@ func (t *tcpProxy) httpForwarder() *connectionManager {
 // manager h, exactly as if the tunnelled connection had been redirected to
 // h's listener: an HTTP server reads HTTP/1.1 or h2c (prior knowledge, as
 // gRPC speaks) from the tunnel until the client closes it.
-func tunnelHTTP(w http.ResponseWriter, h *connectionManager, target string) {
+func tunnelHTTP(w http.ResponseWriter, h *hcm.ConnectionManager, target string) {
 	conn, ok := acceptTunnel(w)
 	if !ok {
 		return
@@ -209,7 +192,7 @@ func (o *outboundProxy) connectSniffed(w http.ResponseWriter, l *Listener, host 
 }
 
 // serveHTTPTunnel serves a tunnel's bytes with the connection manager h.
-func serveHTTPTunnel(conn net.Conn, h *connectionManager, target string) {
+func serveHTTPTunnel(conn net.Conn, h *hcm.ConnectionManager, target string) {
 	done := make(chan struct{})
 	tunnel := &closeNotifyConn{Conn: conn, done: done}
 	ln := newChanListener(conn.LocalAddr())
@@ -217,11 +200,11 @@ func serveHTTPTunnel(conn net.Conn, h *connectionManager, target string) {
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	srv := &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.serve(w, r, target) }),
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.Serve(w, r, target) }),
 		Protocols:         &protocols,
 		ReadHeaderTimeout: time.Minute,
 		IdleTimeout:       5 * time.Minute,
-		ErrorLog:          log.New(slogWriter{h.deps.log}, "", 0),
+		ErrorLog:          log.New(slogWriter{h.Logger()}, "", 0),
 	}
 	go srv.Serve(ln)
 	if !ln.push(tunnel) {

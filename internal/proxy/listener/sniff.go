@@ -6,7 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/skein-mesh/skein/internal/proxy/filters"
+	"github.com/skein-mesh/skein/internal/proxy/hcm"
 	"io"
 	"net"
 	"slices"
@@ -226,9 +226,9 @@ type servedConn struct {
 	// match until a config update replaces the listener. Atomic because
 	// HTTP/2 serves a connection's streams concurrently.
 	chosen atomic.Pointer[chainChoice]
-	// info is what filters see of the connection, computed on its first
-	// request.
-	info atomic.Pointer[filters.Conn]
+	// state is what the connection manager keeps across the connection's
+	// requests.
+	state hcm.ConnState
 }
 
 type chainChoice struct {

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/skein-mesh/skein/internal/proxy/hcm"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
 
@@ -70,7 +71,7 @@ func newSocket(ln net.Listener, st *stats.Store, logger *slog.Logger) *socket {
 		ErrorLog:          log.New(slogWriter{s.log}, "", 0),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if sc, ok := c.(*servedConn); ok {
-				return context.WithValue(ctx, servedConnKey{}, sc)
+				return hcm.WithConnState(context.WithValue(ctx, servedConnKey{}, sc), &sc.state)
 			}
 			return ctx
 		},

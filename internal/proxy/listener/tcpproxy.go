@@ -18,6 +18,7 @@ import (
 	"github.com/skein-mesh/skein/internal/proxy/cluster"
 	"github.com/skein-mesh/skein/internal/proxy/filters"
 	"github.com/skein-mesh/skein/internal/proxy/filters/metadataexchange"
+	"github.com/skein-mesh/skein/internal/proxy/hcm"
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
@@ -62,7 +63,7 @@ type tcpProxy struct {
 	exchange *metadataexchange.Exchanger
 
 	forwarderOnce sync.Once
-	forwarder     *connectionManager
+	forwarder     *hcm.ConnectionManager
 }
 
 // Envoy's tcp_proxy idle timeout when unset.
@@ -107,12 +108,12 @@ func newTCPProxy(cfg *tcpproxyv3.TcpProxy, d *deps) (*tcpProxy, error) {
 		t.attempts = int(n.GetValue())
 	}
 	p := "tcp." + t.statPrefix + "."
-	t.cxTotal = d.stats.Counter(p + "downstream_cx_total")
-	t.cxNoRoute = d.stats.Counter(p + "downstream_cx_no_route")
-	t.cxActive = d.stats.Gauge(p + "downstream_cx_active")
-	t.bytesRx = d.stats.Counter(p + "downstream_cx_rx_bytes_total")
-	t.bytesTx = d.stats.Counter(p + "downstream_cx_tx_bytes_total")
-	t.connectFail = d.stats.Counter(p + "upstream_connect_fail")
+	t.cxTotal = d.Stats.Counter(p + "downstream_cx_total")
+	t.cxNoRoute = d.Stats.Counter(p + "downstream_cx_no_route")
+	t.cxActive = d.Stats.Gauge(p + "downstream_cx_active")
+	t.bytesRx = d.Stats.Counter(p + "downstream_cx_rx_bytes_total")
+	t.bytesTx = d.Stats.Counter(p + "downstream_cx_tx_bytes_total")
+	t.connectFail = d.Stats.Counter(p + "upstream_connect_fail")
 	return t, nil
 }
 
@@ -122,7 +123,7 @@ func newTCPProxy(cfg *tcpproxyv3.TcpProxy, d *deps) (*tcpProxy, error) {
 // identity (nil when there is none).
 func (t *tcpProxy) dial(ctx context.Context, target string) (net.Conn, *cluster.Cluster, *metadataexchange.Peer, error) {
 	name := t.pickCluster()
-	cl, ok := t.deps.clusters.Get(name)
+	cl, ok := t.deps.Clusters.Get(name)
 	if !ok {
 		t.cxNoRoute.Inc()
 		return nil, nil, nil, fmt.Errorf("cluster %q not found", name)
@@ -183,7 +184,7 @@ func (t *tcpProxy) serve(conn net.Conn, target string) {
 	if t.exchange != nil && metadataexchange.Negotiated(conn) {
 		var err error
 		if conn, peer, err = t.exchange.Accept(conn, exchangeTimeout); err != nil {
-			t.deps.log.Debug("tcp_proxy: metadata exchange failed", "statPrefix", t.statPrefix, "remote", conn.RemoteAddr().String(), "error", err)
+			t.deps.Log.Debug("tcp_proxy: metadata exchange failed", "statPrefix", t.statPrefix, "remote", conn.RemoteAddr().String(), "error", err)
 			return
 		}
 	}
@@ -194,7 +195,7 @@ func (t *tcpProxy) serve(conn net.Conn, target string) {
 	up, cl, upPeer, err := t.dial(ctx, target)
 	cancel()
 	if err != nil {
-		t.deps.log.Debug("tcp_proxy: no upstream", "statPrefix", t.statPrefix, "cluster", t.cluster, "error", err)
+		t.deps.Log.Debug("tcp_proxy: no upstream", "statPrefix", t.statPrefix, "cluster", t.cluster, "error", err)
 		return
 	}
 	defer up.Close()
@@ -218,10 +219,10 @@ func compileTCPObservers(fs []*listenerv3.Filter, d *deps) ([]filters.TCPObserve
 		if err := filterFields.Check(f); err != nil {
 			return nil, nil, fmt.Errorf("filter %q: %v", f.GetName(), err)
 		}
-		if d.httpFilters == nil {
+		if d.HTTPFilters == nil {
 			return nil, nil, fmt.Errorf("network filter %q is not supported", f.GetName())
 		}
-		built, err := d.httpFilters.Build(f.GetName(), f.GetTypedConfig())
+		built, err := d.HTTPFilters.Build(f.GetName(), f.GetTypedConfig())
 		if err != nil {
 			return nil, nil, fmt.Errorf("network filter %q: %v", f.GetName(), err)
 		}

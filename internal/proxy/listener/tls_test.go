@@ -26,6 +26,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/skein-mesh/skein/internal/proxy/hcm"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 	"github.com/skein-mesh/skein/internal/proxy/tlsconfig"
 )
@@ -48,7 +49,7 @@ func TestSelectChain(t *testing.T) {
 		chain("sni-longer-wildcard", &listenerv3.FilterChainMatch{ServerNames: []string{"*.b.example.com"}}),
 		chain("any", nil),
 	}}
-	l, err := compileListener(pl, &deps{stats: stats.NewStore()})
+	l, err := compileListener(pl, &deps{Env: hcm.Env{Stats: stats.NewStore()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/skein-mesh/skein/internal/proxy/cluster"
 	"github.com/skein-mesh/skein/internal/proxy/filters"
 	"github.com/skein-mesh/skein/internal/proxy/filters/cors"
+	"github.com/skein-mesh/skein/internal/proxy/hcm"
 	"github.com/skein-mesh/skein/internal/proxy/listener"
 	"github.com/skein-mesh/skein/internal/proxy/router"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
@@ -84,7 +85,7 @@ func proxy(t *testing.T, ip string, vh *routev3.VirtualHost) (string, *stats.Sto
 		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{Name: "local", VirtualHosts: []*routev3.VirtualHost{vh}}},
 		HttpFilters: []*hcmv3.HttpFilter{
 			{Name: cors.Name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &corsv3.Cors{})}},
-			{Name: listener.RouterFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})}},
+			{Name: hcm.RouterFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})}},
 		},
 	}
 	reg := filters.NewRegistry()

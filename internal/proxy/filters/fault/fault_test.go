@@ -29,6 +29,7 @@ import (
 	"github.com/skein-mesh/skein/internal/proxy/cluster"
 	"github.com/skein-mesh/skein/internal/proxy/filters"
 	"github.com/skein-mesh/skein/internal/proxy/filters/fault"
+	"github.com/skein-mesh/skein/internal/proxy/hcm"
 	"github.com/skein-mesh/skein/internal/proxy/listener"
 	"github.com/skein-mesh/skein/internal/proxy/router"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
@@ -107,7 +108,7 @@ func proxy(t *testing.T, ip string, faults map[string]*faultv3.HTTPFault) (strin
 		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{Name: "local", VirtualHosts: []*routev3.VirtualHost{vh}}},
 		HttpFilters: []*hcmv3.HttpFilter{
 			{Name: fault.Name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &faultv3.HTTPFault{})}},
-			{Name: listener.RouterFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})}},
+			{Name: hcm.RouterFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})}},
 		},
 	}
 	reg := filters.NewRegistry()

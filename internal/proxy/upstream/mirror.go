@@ -1,4 +1,4 @@
-package listener
+package upstream
 
 import (
 	"bytes"
@@ -29,15 +29,15 @@ var shadowSlots = make(chan struct{}, maxShadowsInFlight)
 // The copy's authority gets Envoy's "-shadow" suffix. Bodies are mirrored
 // when they were buffered (known length up to maxRetryBuffer); a streamed
 // body cannot be read twice, so such requests are not mirrored.
-func (ex *exchange) mirror(out *http.Request, body *requestBody) {
-	policies := ex.decision.Mirrors
+func (f *Forwarder) mirror(req *Request, out *http.Request, body *requestBody) {
+	policies := req.Decision.Mirrors
 	if len(policies) == 0 || body.stream != nil {
-		if len(policies) > 0 {
-			ex.hcm.deps.log.Debug("request body not buffered; not mirrored", "route", ex.decision.RouteName)
+		if len(policies) > 0 && f.Log != nil {
+			f.Log.Debug("request body not buffered; not mirrored", "route", req.Decision.RouteName)
 		}
 		return
 	}
-	timeout := routeTimeout(ex.decision, ex.r)
+	timeout := routeTimeout(req.Decision, req.R)
 	if timeout <= 0 {
 		timeout = defaultShadowTimeout
 	}
@@ -45,7 +45,7 @@ func (ex *exchange) mirror(out *http.Request, body *requestBody) {
 		if !sampled(p.PerMillion) {
 			continue
 		}
-		cl, ok := ex.hcm.deps.clusters.Get(p.Cluster)
+		cl, ok := f.Clusters.Get(p.Cluster)
 		if !ok {
 			continue // Envoy drops a shadow to an unknown cluster
 		}
@@ -66,7 +66,7 @@ func (ex *exchange) mirror(out *http.Request, body *requestBody) {
 		}
 		go func() {
 			defer func() { <-shadowSlots }()
-			sendShadow(cl, shadow, ex.target, ex.r.ProtoMajor == 2, timeout)
+			sendShadow(cl, shadow, req.Target, req.R.ProtoMajor == 2, timeout)
 		}()
 	}
 }

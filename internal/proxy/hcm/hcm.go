@@ -1,15 +1,25 @@
-package listener
+// Package hcm is the proxy's HTTP connection manager
+// (envoy.filters.network.http_connection_manager): per request it
+// normalises the path, routes with the route table (RDS or inline), runs
+// the HTTP filter chain, answers locally (no route, direct responses,
+// redirects, filters' replies) or hands the request to package upstream,
+// and reports the finished request to access logs, tracing and stats.
+//
+// Sockets and filter chain selection stay in package listener; a future
+// HTTP/1.1 fast path or REDIRECT capture hands requests in through
+// ConnectionManager.Serve.
+package hcm
 
 import (
 	"context"
 	"fmt"
-	"github.com/skein-mesh/skein/internal/proxy/filters"
-	"github.com/skein-mesh/skein/internal/proxy/internal/confparse"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"path"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -18,10 +28,14 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"github.com/skein-mesh/skein/internal/proxy/accesslog"
+	"github.com/skein-mesh/skein/internal/proxy/cluster"
+	"github.com/skein-mesh/skein/internal/proxy/filters"
+	"github.com/skein-mesh/skein/internal/proxy/internal/confparse"
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 	"github.com/skein-mesh/skein/internal/proxy/router"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 	"github.com/skein-mesh/skein/internal/proxy/tracing"
+	"github.com/skein-mesh/skein/internal/proxy/upstream"
 )
 
 // RouterFilterName is the terminal HTTP filter: routing and forwarding.
@@ -44,19 +58,42 @@ var (
 	upgradeFields     = protocheck.Fields(&hcmv3.HttpConnectionManager_UpgradeConfig{}, "upgrade_type", "enabled")
 )
 
-// connectionManager is a compiled HttpConnectionManager: it routes each
+// Clusters finds upstream clusters by name (the cluster manager).
+type Clusters interface {
+	Get(name string) (*cluster.Cluster, bool)
+}
+
+// Routes finds compiled RDS route tables by route configuration name; nil
+// when the configuration has not arrived.
+type Routes interface {
+	Table(name string) *router.Table
+}
+
+// Env is what a connection manager needs from the proxy around it.
+type Env struct {
+	Clusters    Clusters
+	Routes      Routes
+	HTTPFilters *filters.Registry // nil: only the router filter
+	Stats       *stats.Store
+	Log         *slog.Logger
+	// NodeID, ServiceName and PodIP identify the proxy in trace spans.
+	NodeID, ServiceName, PodIP string
+	// Outbound is set for a listener with traffic_direction OUTBOUND.
+	Outbound bool
+}
+
+// ConnectionManager is a compiled HttpConnectionManager: it routes each
 // request with the route table (RDS or inline) and forwards it upstream.
-type connectionManager struct {
-	deps *deps
+type ConnectionManager struct {
+	env *Env
+	fwd *upstream.Forwarder
 
 	statPrefix string
 	rdsName    string        // set when routes come from RDS
 	inline     *router.Table // set for an inline route_config
-	// fixed replaces routing for HTTP requests handed to a tcp_proxy chain
-	// by the outbound forward proxy; transparent then adds no headers.
-	fixed *router.Decision
-	// fixedCluster, when set, picks the cluster of each such request (a
-	// tcp_proxy with weighted_clusters).
+	// fixedCluster replaces routing for HTTP requests handed to a
+	// tcp_proxy chain by the outbound forward proxy: it picks the cluster
+	// of each; transparent then adds no headers.
 	fixedCluster func() string
 	transparent  bool
 
@@ -90,15 +127,17 @@ type hcmStats struct {
 	class                                      [6]*stats.Counter // downstream_rq_<N>xx
 }
 
-func newHCM(cfg *hcmv3.HttpConnectionManager, d *deps) (*connectionManager, error) {
+// New compiles an HttpConnectionManager; an error names the first field
+// the proxy does not implement.
+func New(cfg *hcmv3.HttpConnectionManager, env *Env) (*ConnectionManager, error) {
 	if err := hcmFields.Check(cfg); err != nil {
 		return nil, err
 	}
 	if cfg.GetStatPrefix() == "" {
 		return nil, fmt.Errorf("stat_prefix is required")
 	}
-	h := &connectionManager{
-		deps:              d,
+	h := &ConnectionManager{
+		env:               env,
 		statPrefix:        cfg.GetStatPrefix(),
 		serverName:        cfg.GetServerName(),
 		serverHeader:      cfg.GetServerHeaderTransformation(),
@@ -141,7 +180,7 @@ func newHCM(cfg *hcmv3.HttpConnectionManager, d *deps) (*connectionManager, erro
 		}
 		h.rdsName = cfg.GetRds().GetRouteConfigName()
 	case cfg.GetRouteConfig() != nil:
-		t, err := CompileRoutes(cfg.GetRouteConfig(), d.httpFilters)
+		t, err := CompileRoutes(cfg.GetRouteConfig(), env.HTTPFilters)
 		if err != nil {
 			return nil, fmt.Errorf("route_config: %v", err)
 		}
@@ -170,28 +209,51 @@ func newHCM(cfg *hcmv3.HttpConnectionManager, d *deps) (*connectionManager, erro
 		return nil, err
 	}
 	h.inbound = strings.HasPrefix(h.statPrefix, "inbound_")
-	h.initStats()
+	h.init()
 	return h, nil
 }
 
-func (h *connectionManager) initStats() {
-	d := h.deps
+// NewPassthrough is a connection manager for HTTP requests that reach a
+// tcp_proxy chain through the forward proxy: it sends them, unchanged, to
+// the cluster pick names for each (the bytes tcp_proxy would relay).
+func NewPassthrough(env *Env, statPrefix string, pick func() string) *ConnectionManager {
+	h := &ConnectionManager{
+		env:                 env,
+		statPrefix:          statPrefix,
+		fixedCluster:        pick,
+		transparent:         true,
+		serverHeader:        hcmPassThrough,
+		suppressEnvoyHeader: true,
+	}
+	h.init()
+	return h
+}
+
+// init builds the forwarder and the stats of a compiled manager.
+func (h *ConnectionManager) init() {
+	h.fwd = &upstream.Forwarder{Clusters: h.env.Clusters, Log: h.env.Log,
+		SuppressEnvoyHeaders: h.suppressEnvoyHeader, WebSocket: h.websocket}
+	h.initStats()
+}
+
+func (h *ConnectionManager) initStats() {
+	d := h.env
 	p := "http." + h.statPrefix + "."
 	h.stats = hcmStats{
-		rqTotal:        d.stats.Counter(p + "downstream_rq_total"),
-		rqActive:       d.stats.Gauge(p + "downstream_rq_active"),
-		noRoute:        d.stats.Counter(p + "no_route"),
-		directResponse: d.stats.Counter(p + "rq_direct_response"),
-		redirect:       d.stats.Counter(p + "rq_redirect"),
+		rqTotal:        d.Stats.Counter(p + "downstream_rq_total"),
+		rqActive:       d.Stats.Gauge(p + "downstream_rq_active"),
+		noRoute:        d.Stats.Counter(p + "no_route"),
+		directResponse: d.Stats.Counter(p + "rq_direct_response"),
+		redirect:       d.Stats.Counter(p + "rq_redirect"),
 	}
 	for i := 1; i <= 5; i++ {
-		h.stats.class[i] = d.stats.Counter(fmt.Sprintf("%sdownstream_rq_%dxx", p, i))
+		h.stats.class[i] = d.Stats.Counter(fmt.Sprintf("%sdownstream_rq_%dxx", p, i))
 	}
 }
 
 // filters compiles the HTTP filters: registered ones in order, then the
 // router, which must be last as Envoy requires.
-func (h *connectionManager) filters(fs []*hcmv3.HttpFilter) error {
+func (h *ConnectionManager) filters(fs []*hcmv3.HttpFilter) error {
 	if len(fs) == 0 {
 		return fmt.Errorf("http_filters must end with %s", RouterFilterName)
 	}
@@ -205,15 +267,15 @@ func (h *connectionManager) filters(fs []*hcmv3.HttpFilter) error {
 			if i == len(fs)-1 {
 				return fmt.Errorf("http_filters must end with %s, not %q", RouterFilterName, f.GetName())
 			}
-			if h.deps.httpFilters == nil {
+			if h.env.HTTPFilters == nil {
 				return fmt.Errorf("http filter %q is not supported (only %s is)", f.GetName(), RouterFilterName)
 			}
-			filter, err := h.deps.httpFilters.Build(f.GetName(), tc)
+			filter, err := h.env.HTTPFilters.Build(f.GetName(), tc)
 			if err != nil {
 				return err
 			}
-			if su, ok := filter.(filters.StatsUser); ok && h.deps.stats != nil {
-				su.UseStats(h.deps.stats, "http."+h.statPrefix+".")
+			if su, ok := filter.(filters.StatsUser); ok && h.env.Stats != nil {
+				su.UseStats(h.env.Stats, "http."+h.statPrefix+".")
 			}
 			h.chain = append(h.chain, filter)
 			continue
@@ -246,30 +308,29 @@ func CompileRoutes(rc *routev3.RouteConfiguration, reg *filters.Registry) (*rout
 }
 
 // route finds the decision for r with the route table in force.
-func (h *connectionManager) route(r *http.Request) (*router.Decision, bool) {
+func (h *ConnectionManager) route(r *http.Request) (*router.Decision, bool) {
 	switch {
 	case h.fixedCluster != nil:
 		return &router.Decision{Cluster: h.fixedCluster()}, true
-	case h.fixed != nil:
-		return h.fixed, true
 	case h.inline != nil:
 		return h.inline.Route(r)
 	}
-	t := h.deps.routes.Table(h.rdsName)
+	t := h.env.Routes.Table(h.rdsName)
 	if t == nil {
 		return nil, false
 	}
 	return t.Route(r)
 }
 
-func (h *connectionManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.serve(w, r, "")
+// ServeHTTP serves a request that arrived on the manager's own listener.
+func (h *ConnectionManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.Serve(w, r, "")
 }
 
-// serve handles one request. target is the host:port the client addressed
+// Serve handles one request. target is the host:port the client addressed
 // (the original destination, used by ORIGINAL_DST clusters); "" means the
 // request's authority.
-func (h *connectionManager) serve(w http.ResponseWriter, r *http.Request, target string) {
+func (h *ConnectionManager) Serve(w http.ResponseWriter, r *http.Request, target string) {
 	ex := &exchange{hcm: h, w: w, r: r, start: time.Now(), target: target}
 	h.stats.rqTotal.Inc()
 	h.stats.rqActive.Inc()
@@ -291,7 +352,7 @@ func (h *connectionManager) serve(w http.ResponseWriter, r *http.Request, target
 	}
 	defer func() {
 		h.stats.rqActive.Dec()
-		if c := ex.status / 100; c >= 1 && c <= 5 {
+		if c := ex.Status / 100; c >= 1 && c <= 5 {
 			h.stats.class[c].Inc()
 		}
 		ex.log()
@@ -300,7 +361,7 @@ func (h *connectionManager) serve(w http.ResponseWriter, r *http.Request, target
 		}
 	}()
 	if ex.target == "" {
-		ex.target = withDefaultPort(r.Host, "80")
+		ex.target = WithDefaultPort(r.Host, "80")
 	}
 	h.normalize(r)
 
@@ -338,7 +399,7 @@ func (h *connectionManager) serve(w http.ResponseWriter, r *http.Request, target
 		ex.localReply(d.Redirect.Status, "", "", d)
 		return
 	}
-	cl, ok := h.deps.clusters.Get(d.Cluster)
+	cl, ok := h.env.Clusters.Get(d.Cluster)
 	if !ok {
 		status := d.ClusterNotFoundStatus
 		if status == 0 {
@@ -347,11 +408,12 @@ func (h *connectionManager) serve(w http.ResponseWriter, r *http.Request, target
 		ex.localReply(status, "NC", "", d)
 		return
 	}
-	ex.forward(cl)
+	h.prepareHeaders(r)
+	h.fwd.Forward(&upstream.Request{W: ex.w, R: r, Target: ex.target, Decision: d, Cluster: cl, Down: ex, Result: &ex.Result})
 }
 
 // normalize applies normalize_path and merge_slashes before routing.
-func (h *connectionManager) normalize(r *http.Request) {
+func (h *ConnectionManager) normalize(r *http.Request) {
 	if !h.normalizePath && !h.mergeSlashes {
 		return
 	}
@@ -373,8 +435,8 @@ func (h *connectionManager) normalize(r *http.Request) {
 	}
 }
 
-// withDefaultPort adds port to host when it has none.
-func withDefaultPort(host, port string) string {
+// WithDefaultPort adds port to host when it has none.
+func WithDefaultPort(host, port string) string {
 	if _, _, err := net.SplitHostPort(host); err == nil {
 		return host
 	}
@@ -382,10 +444,26 @@ func withDefaultPort(host, port string) string {
 	return net.JoinHostPort(host, port)
 }
 
+// ConnState is what a connection manager keeps per downstream connection
+// across its requests. The listener puts one in each accepted connection's
+// context (WithConnState).
+type ConnState struct {
+	// info is what filters see of the connection, computed on its first
+	// request.
+	info atomic.Pointer[filters.Conn]
+}
+
+type connStateKey struct{}
+
+// WithConnState returns ctx carrying the connection's state.
+func WithConnState(ctx context.Context, s *ConnState) context.Context {
+	return context.WithValue(ctx, connStateKey{}, s)
+}
+
 // connInfo describes the downstream connection of r for filters. A
 // connection the listener accepted computes it once for all its requests.
 func connInfo(r *http.Request) *filters.Conn {
-	if sc, ok := r.Context().Value(servedConnKey{}).(*servedConn); ok {
+	if sc, ok := r.Context().Value(connStateKey{}).(*ConnState); ok {
 		if c := sc.info.Load(); c != nil {
 			return c
 		}
@@ -426,7 +504,7 @@ func describeConn(r *http.Request) *filters.Conn {
 
 // telemetry compiles the connection manager's access_log and tracing into
 // observers of completed requests.
-func (h *connectionManager) telemetry(cfg *hcmv3.HttpConnectionManager) error {
+func (h *ConnectionManager) telemetry(cfg *hcmv3.HttpConnectionManager) error {
 	if len(cfg.GetAccessLog()) > 0 {
 		logs, err := accesslog.New(cfg.GetAccessLog())
 		if err != nil {
@@ -441,14 +519,14 @@ func (h *connectionManager) telemetry(cfg *hcmv3.HttpConnectionManager) error {
 	// "router") is the edge where traces start, so its spans are server
 	// spans even though its listeners are OUTBOUND.
 	kind := tracing.Server
-	if h.deps.outbound && !strings.HasPrefix(h.deps.nodeID, "router~") {
+	if h.env.Outbound && !strings.HasPrefix(h.env.NodeID, "router~") {
 		kind = tracing.Client
 	}
-	d := h.deps
+	d := h.env
 	t, err := tracing.New(cfg.GetTracing(), tracing.Options{
-		Kind: kind, Upstream: d.outbound, NodeID: d.nodeID, ServiceName: d.serviceName, LocalIP: d.podIP, Stats: d.stats,
+		Kind: kind, Upstream: d.Outbound, NodeID: d.NodeID, ServiceName: d.ServiceName, LocalIP: d.PodIP, Stats: d.Stats,
 		Resolve: func(name string) (string, error) {
-			c, ok := d.clusters.Get(name)
+			c, ok := d.Clusters.Get(name)
 			if !ok {
 				return "", fmt.Errorf("cluster %q not found", name)
 			}
@@ -466,3 +544,6 @@ func (h *connectionManager) telemetry(cfg *hcmv3.HttpConnectionManager) error {
 	h.observers = append(h.observers, t)
 	return nil
 }
+
+// Logger is the manager's logger, for servers that feed it requests.
+func (h *ConnectionManager) Logger() *slog.Logger { return h.env.Log }

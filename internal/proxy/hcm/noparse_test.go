@@ -1,7 +1,6 @@
-package listener
+package hcm
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -9,11 +8,10 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
@@ -25,6 +23,7 @@ import (
 	"github.com/skein-mesh/skein/internal/proxy/filters/localratelimit"
 	"github.com/skein-mesh/skein/internal/proxy/filters/rbac"
 	"github.com/skein-mesh/skein/internal/proxy/internal/confparse"
+	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
 
 // noParseHCM exercises every kind of per-route config and the filters that
@@ -109,12 +108,11 @@ routeConfig:
 // proxy's only door for either) while they are served: there must be none.
 // Config is compiled once, when it arrives.
 func TestRequestPathParsesNothing(t *testing.T) {
-	const podIP = "127.77.9.6"
 	backend := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		fmt.Fprintf(w, "ok %s", r.URL.Path)
 	}))
-	backend.Listener, _ = net.Listen("tcp", "127.77.9.7:0")
+	backend.Listener, _ = net.Listen("tcp", "127.0.0.1:0")
 	backend.Start()
 	defer backend.Close()
 	host, portText, _ := net.SplitHostPort(backend.Listener.Addr().String())
@@ -124,7 +122,8 @@ func TestRequestPathParsesNothing(t *testing.T) {
 	if err := clusters.Update(map[string]*clusterv3.Cluster{"backend": {Name: "backend",
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: "backend", Endpoints: []*endpointv3.LocalityLbEndpoints{{
-			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: addr(host, bport)}}}},
+			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: &corev3.Address{
+				Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: bport}}}}}}}},
 		}}}}}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -141,16 +140,13 @@ func TestRequestPathParsesNothing(t *testing.T) {
 	cors.Register(reg)
 	localratelimit.Register(reg, localratelimit.Options{})
 	rbac.Register(reg, rbac.Options{})
-	m, err := NewManager(Options{PodIP: podIP, Clusters: clusters, Routes: routeMap{}, HTTPFilters: reg, DrainTimeout: time.Second})
+	cm, err := New(cfg, &Env{Clusters: clusters, HTTPFilters: reg, Stats: stats.NewStore()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { m.Shutdown(context.Background()) })
-	port := freePort(t, podIP)
-	if err := m.Update(map[string]*listenerv3.Listener{"l": httpListener(t, "l", "0.0.0.0", port, cfg)}); err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + net.JoinHostPort(podIP, fmt.Sprint(port))
+	front := httptest.NewServer(cm)
+	defer front.Close()
+	base := front.URL
 
 	requests := []struct {
 		method, path string

@@ -1,4 +1,4 @@
-package listener
+package hcm
 
 import (
 	"encoding/binary"
@@ -88,14 +88,14 @@ func isGRPC(r *http.Request) bool {
 
 // observe tells the observers how the request went.
 func (ex *exchange) observe(w *countingWriter) {
-	flags := ex.flags
+	flags := ex.Flags
 	if ex.filterReq != nil && len(ex.filterReq.ResponseFlags) > 0 {
 		flags = strings.Trim(strings.Join(ex.filterReq.ResponseFlags, ",")+","+flags, ",")
 	}
 	if flags == "" {
 		flags = "-"
 	}
-	status := ex.status
+	status := ex.Status
 	if status == 0 {
 		status = http.StatusOK // a handler that wrote a body without a status
 	}
@@ -109,9 +109,9 @@ func (ex *exchange) observe(w *countingWriter) {
 		ResponseFlags:  flags,
 		ResponseHeader: w.Header(),
 		Trailer:        trailers(w.Header()),
-		Cluster:        ex.cluster,
-		UpstreamHost:   ex.upstreamHost,
-		Attempts:       ex.attempts,
+		Cluster:        ex.Cluster,
+		UpstreamHost:   ex.UpstreamHost,
+		Attempts:       ex.Attempts,
 		BytesSent:      w.n,
 	}
 	info.ResponseMessages = w.grpc.total()
