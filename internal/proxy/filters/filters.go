@@ -240,6 +240,20 @@ func (r *Registry) Register(name string, config proto.Message, f Factory) {
 	r.names[name] = typeURL
 }
 
+// Has reports whether a filter is registered for config's type (after
+// unwrapping a TypedStruct).
+func (r *Registry) Has(config *anypb.Any) bool {
+	if typeURL, _, ok := ReadTypedStruct(config); ok {
+		if _, ok := r.structTypes[typeURL]; ok {
+			return true
+		}
+		_, ok := r.byType[typeURL]
+		return ok
+	}
+	_, ok := r.byType[config.GetTypeUrl()]
+	return ok
+}
+
 // Build compiles one configured filter. The filter is found by its
 // typed_config type (names are free-form in Envoy).
 func (r *Registry) Build(name string, config *anypb.Any) (HTTPFilter, error) {

@@ -20,13 +20,10 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/skein-mesh/skein/internal/proxy/filters/metadataexchange"
 	"github.com/skein-mesh/skein/internal/proxy/hcm"
-	"github.com/skein-mesh/skein/internal/proxy/internal/confparse"
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 	"github.com/skein-mesh/skein/internal/proxy/tlsconfig"
 )
@@ -246,75 +243,8 @@ func compileChain(pc *listenerv3.FilterChain, d *deps) (*filterChain, error) {
 			return nil, fmt.Errorf("transport_socket: a TLS transport socket on a raw_buffer chain can never handshake")
 		}
 	}
-	rest := pc.GetFilters()
-	exchange := false
-	if len(rest) > 1 {
-		if exchange, err = metadataexchange.Is(rest[0].GetTypedConfig()); err != nil {
-			return nil, fmt.Errorf("filter %q: %v", rest[0].GetName(), err)
-		}
-		if exchange {
-			if err := filterFields.Check(rest[0]); err != nil {
-				return nil, fmt.Errorf("filter %q: %v", rest[0].GetName(), err)
-			}
-			rest = rest[1:]
-		}
-	}
-	netRBAC, rest, err := compileNetworkRBAC(rest, d)
-	if err != nil {
+	if err := compileNetworkFilters(fc, pc.GetFilters(), d); err != nil {
 		return nil, err
-	}
-	observers, rest, err := compileTCPObservers(rest, d)
-	if err != nil {
-		return nil, err
-	}
-	if len(rest) != 1 {
-		names := []string{}
-		for _, f := range pc.GetFilters() {
-			names = append(names, f.GetName())
-		}
-		return nil, fmt.Errorf("exactly one network filter (%s or %s) is supported, got %q", hcmFilterName, tcpProxyFilterName, names)
-	}
-	f := rest[0]
-	if err := filterFields.Check(f); err != nil {
-		return nil, fmt.Errorf("filter %q: %v", f.GetName(), err)
-	}
-	tc := f.GetTypedConfig()
-	switch {
-	case tc.MessageIs(&hcmv3.HttpConnectionManager{}):
-		var cfg hcmv3.HttpConnectionManager
-		if err := confparse.Unmarshal(tc, &cfg); err != nil {
-			return nil, fmt.Errorf("filter %q: %v", f.GetName(), err)
-		}
-		h, err := hcm.New(&cfg, &d.Env)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %v", hcmFilterName, err)
-		}
-		if len(netRBAC) > 0 || len(observers) > 0 || exchange {
-			return nil, fmt.Errorf("network filters other than %s are supported only before %s", hcmFilterName, tcpProxyFilterName)
-		}
-		fc.http = h
-	case tc.MessageIs(&tcpproxyv3.TcpProxy{}):
-		var cfg tcpproxyv3.TcpProxy
-		if err := confparse.Unmarshal(tc, &cfg); err != nil {
-			return nil, fmt.Errorf("filter %q: %v", f.GetName(), err)
-		}
-		t, err := newTCPProxy(&cfg, d)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %v", tcpProxyFilterName, err)
-		}
-		t.rbac = netRBAC
-		if exchange {
-			t.exchange = d.exchange
-		}
-		for _, o := range observers {
-			o.BindTCP(d.Stats, t.inbound())
-		}
-		t.observers = observers
-		fc.tcp = t
-	case tc == nil:
-		return nil, fmt.Errorf("network filter %q has no typed_config", f.GetName())
-	default:
-		return nil, fmt.Errorf("network filter %q (%s) is not supported yet", f.GetName(), tc.GetTypeUrl())
 	}
 	return fc, nil
 }

@@ -6,12 +6,10 @@ import (
 	"net"
 	"net/netip"
 
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 
 	"github.com/skein-mesh/skein/internal/proxy/filters"
 	"github.com/skein-mesh/skein/internal/proxy/filters/rbac"
-	"github.com/skein-mesh/skein/internal/proxy/internal/confparse"
 	"github.com/skein-mesh/skein/internal/proxy/internal/protocheck"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
@@ -29,29 +27,6 @@ type networkRBAC struct {
 	shadowAllow, shadowDen *stats.Counter
 	logged                 *stats.Counter
 	statPrefix             string
-}
-
-// compileNetworkRBAC compiles the network RBAC filters that lead a chain
-// and returns the filters after them.
-func compileNetworkRBAC(fs []*listenerv3.Filter, d *deps) ([]*networkRBAC, []*listenerv3.Filter, error) {
-	var out []*networkRBAC
-	for len(fs) > 0 && fs[0].GetTypedConfig().MessageIs(&rbacnetv3.RBAC{}) {
-		f := fs[0]
-		fs = fs[1:]
-		if err := filterFields.Check(f); err != nil {
-			return nil, nil, fmt.Errorf("filter %q: %v", f.GetName(), err)
-		}
-		var cfg rbacnetv3.RBAC
-		if err := confparse.Unmarshal(f.GetTypedConfig(), &cfg); err != nil {
-			return nil, nil, fmt.Errorf("filter %q: %v", f.GetName(), err)
-		}
-		n, err := newNetworkRBAC(&cfg, d)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s %q: %v", netRBACFilterName, f.GetName(), err)
-		}
-		out = append(out, n)
-	}
-	return out, fs, nil
 }
 
 func newNetworkRBAC(cfg *rbacnetv3.RBAC, d *deps) (*networkRBAC, error) {

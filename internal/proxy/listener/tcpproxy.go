@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 
 	"github.com/skein-mesh/skein/internal/proxy/cluster"
@@ -207,33 +205,6 @@ func (t *tcpProxy) serve(conn net.Conn, target string) {
 	t.bytesRx.Add(uint64(rx))
 	t.bytesTx.Add(uint64(tx))
 	closed(rx, tx)
-}
-
-// compileTCPObservers compiles the network filters between the RBAC
-// filters and tcp_proxy that observe connections (istio.stats), built
-// through the HTTP filter registry that knows their config types.
-func compileTCPObservers(fs []*listenerv3.Filter, d *deps) ([]filters.TCPObserver, []*listenerv3.Filter, error) {
-	var out []filters.TCPObserver
-	for len(fs) > 1 && !fs[0].GetTypedConfig().MessageIs(&tcpproxyv3.TcpProxy{}) && !fs[0].GetTypedConfig().MessageIs(&hcmv3.HttpConnectionManager{}) {
-		f := fs[0]
-		if err := filterFields.Check(f); err != nil {
-			return nil, nil, fmt.Errorf("filter %q: %v", f.GetName(), err)
-		}
-		if d.HTTPFilters == nil {
-			return nil, nil, fmt.Errorf("network filter %q is not supported", f.GetName())
-		}
-		built, err := d.HTTPFilters.Build(f.GetName(), f.GetTypedConfig())
-		if err != nil {
-			return nil, nil, fmt.Errorf("network filter %q: %v", f.GetName(), err)
-		}
-		o, ok := built.(filters.TCPObserver)
-		if !ok {
-			return nil, nil, fmt.Errorf("network filter %q is an HTTP filter; it cannot run before %s", f.GetName(), tcpProxyFilterName)
-		}
-		out = append(out, o)
-		fs = fs[1:]
-	}
-	return out, fs, nil
 }
 
 // open tells the observers about a connection proxied to cluster, with
