@@ -57,9 +57,29 @@ var allowed = map[string][]string{
 
 	// Envoy's matching semantics, shared by the router and RBAC: a leaf of
 	// the data plane, narrower than internal/proxy/... .
-	"internal/proxy/matcher": {"internal/proxy/internal/protocheck"},
+	"internal/proxy/matcher": {"internal/proxy/internal/protocheck", "internal/proxy/internal/confparse"},
 	// Envoy attribute expressions (Telemetry tag values): a leaf.
 	"internal/proxy/attribute": {},
+
+	// Inside the data plane, requests flow listener → hcm → upstream, and
+	// each step knows only those after it: sockets and chain selection
+	// (listener) hand requests to the connection manager (hcm), which
+	// routes (router), runs the HTTP filters and hands the request to the
+	// forwarder (upstream). Config compiled by router is read, never
+	// re-parsed, further on.
+	"internal/proxy/router": {"internal/proxy/matcher", "internal/proxy/internal/..."},
+	"internal/proxy/upstream": {"internal/proxy/cluster", "internal/proxy/router", "internal/proxy/stats",
+		"internal/proxy/internal/..."},
+	"internal/proxy/hcm": {"internal/proxy/router", "internal/proxy/upstream", "internal/proxy/cluster",
+		"internal/proxy/filters", "internal/proxy/stats", "internal/proxy/accesslog", "internal/proxy/tracing",
+		"internal/proxy/internal/..."},
+	"internal/proxy/listener": {"internal/proxy/hcm", "internal/proxy/upstream", "internal/proxy/cluster",
+		"internal/proxy/filters", "internal/proxy/filters/metadataexchange", "internal/proxy/filters/rbac",
+		"internal/proxy/secrets", "internal/proxy/stats", "internal/proxy/tlsconfig", "internal/proxy/internal/..."},
+	// The parse door (counted decode and regexp compile) and the shared
+	// hash: leaves.
+	"internal/proxy/internal/confparse": {},
+	"internal/proxy/internal/hashing":   {},
 }
 
 func rulesFor(pkg string) ([]string, bool) {
