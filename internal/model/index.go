@@ -87,14 +87,6 @@ func olderThan(a, b *config.Object) bool {
 	return a.Meta.CreationTimestamp.Before(b.Meta.CreationTimestamp)
 }
 
-// storeOrder is the store's own order, namespace then name.
-func storeOrder(a, b *config.Object) bool {
-	if a.Meta.Namespace != b.Meta.Namespace {
-		return a.Meta.Namespace < b.Meta.Namespace
-	}
-	return a.Meta.Name < b.Meta.Name
-}
-
 // AuthorizationPolicies returns the AuthorizationPolicies of the root
 // namespace and of ns, the ones that can apply to a workload in ns, in
 // CreationOrder. Selection by selector and targetRef is the caller's.
