@@ -53,7 +53,7 @@ func TestEnvoyFiltersSelectionAndOrder(t *testing.T) {
 	pc := model.NewPushContext("1", cfg, nil, "cluster.local", "istio-system")
 	var got []string
 	for _, o := range pc.EnvoyFilters(&model.Proxy{Namespace: "bookinfo", Labels: map[string]string{"app": "productpage"}}) {
-		got = append(got, o.Meta.Name)
+		got = append(got, o.Name)
 	}
 	want := []string{"ns-first-by-priority", "root-late", "ns-early", "ns-selected", "ns-late", "root-last-by-priority"}
 	if !slices.Equal(got, want) {
@@ -61,7 +61,7 @@ func TestEnvoyFiltersSelectionAndOrder(t *testing.T) {
 	}
 	got = nil
 	for _, o := range pc.EnvoyFilters(&model.Proxy{Namespace: "bookinfo", Labels: map[string]string{"gateway.networking.k8s.io/gateway-name": "bookinfo-gw"}}) {
-		got = append(got, o.Meta.Name)
+		got = append(got, o.Name)
 	}
 	if !slices.Contains(got, "by-target-ref") || slices.Contains(got, "ns-selected") {
 		t.Errorf("gateway proxy gets %v, want by-target-ref and not ns-selected", got)

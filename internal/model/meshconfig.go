@@ -6,7 +6,6 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
-	telemetry "istio.io/api/telemetry/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
@@ -29,7 +28,7 @@ type Mesh struct {
 // namespace, over Istio's defaults. A ConfigMap that does not parse leaves
 // the defaults and returns the error (so translation can warn).
 func (pc *PushContext) MeshConfig() (*Mesh, error) {
-	pc.meshOnce.Do(func() { pc.mesh, pc.meshErr = loadMeshConfig(pc.Config, pc.RootNamespace) })
+	pc.meshOnce.Do(func() { pc.mesh, pc.meshErr = loadMeshConfig(pc.cfg, pc.RootNamespace) })
 	return pc.mesh, pc.meshErr
 }
 
@@ -87,25 +86,4 @@ func loadMeshConfig(cfg config.Reader, rootNamespace string) (*Mesh, error) {
 	}
 	_ = yaml.Unmarshal([]byte(cm.Data["mesh"]), &extra) // it parsed as JSON above
 	return &Mesh{MeshConfig: parsed, StatsExclusionRegexps: extra.DefaultConfig.ProxyStatsMatcher.ExclusionRegexps}, nil
-}
-
-// Telemetries returns the Telemetry resources that apply to a proxy, least
-// specific first: mesh-wide (root namespace, no selector), namespace-wide,
-// then those selecting the workload. Later entries override earlier ones,
-// as Istio merges them.
-func (pc *PushContext) Telemetries(p *Proxy) []*telemetry.Telemetry {
-	var root, ns, workload []*telemetry.Telemetry
-	for _, o := range pc.Config.List("Telemetry") {
-		t := o.Spec.(*telemetry.Telemetry)
-		sel := t.GetSelector().GetMatchLabels()
-		switch {
-		case o.Meta.Namespace == pc.RootNamespace && len(sel) == 0:
-			root = append(root, t)
-		case o.Meta.Namespace == p.Namespace && len(sel) == 0:
-			ns = append(ns, t)
-		case o.Meta.Namespace == p.Namespace && LabelsMatch(sel, p.Labels):
-			workload = append(workload, t)
-		}
-	}
-	return append(append(root, ns...), workload...)
 }

@@ -38,22 +38,23 @@ func (m MTLSMode) String() string {
 // tie, the oldest wins, as in Istio.
 func (pc *PushContext) PeerAuthnMode(ns string, labels map[string]string, port uint32) MTLSMode {
 	var workload, namespace, mesh *config.Object
-	for _, o := range oldestFirst(pc.Config.List("PeerAuthentication")) {
-		pa := o.Spec.(*security.PeerAuthentication)
-		sel := pa.GetSelector().GetMatchLabels()
+	for _, o := range pc.peerAuthn[ns] {
+		sel := o.Spec.(*security.PeerAuthentication).GetSelector().GetMatchLabels()
 		switch {
-		case o.Meta.Namespace == ns && len(sel) > 0:
+		case len(sel) > 0:
 			if workload == nil && LabelsMatch(sel, labels) {
 				workload = o
 			}
-		case o.Meta.Namespace == ns && len(sel) == 0 && ns != pc.RootNamespace:
+		case ns != pc.RootNamespace:
 			if namespace == nil {
 				namespace = o
 			}
-		case o.Meta.Namespace == pc.RootNamespace && len(sel) == 0:
-			if mesh == nil {
-				mesh = o
-			}
+		}
+	}
+	for _, o := range pc.peerAuthn[pc.RootNamespace] {
+		if len(o.Spec.(*security.PeerAuthentication).GetSelector().GetMatchLabels()) == 0 {
+			mesh = o
+			break
 		}
 	}
 	mode := security.PeerAuthentication_MutualTLS_UNSET
@@ -81,12 +82,4 @@ func (pc *PushContext) PeerAuthnMode(ns string, labels map[string]string, port u
 		return MTLSDisable
 	}
 	return MTLSPermissive
-}
-
-// oldestFirst returns a copy of objs sorted by creation time (stable, so
-// objects created together stay in namespace/name order).
-func oldestFirst(objs []*config.Object) []*config.Object {
-	out := append([]*config.Object(nil), objs...)
-	sortByCreation(out)
-	return out
 }

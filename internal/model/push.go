@@ -1,7 +1,6 @@
 package model
 
 import (
-	"sort"
 	"strings"
 	"sync"
 
@@ -22,9 +21,11 @@ type ServiceDiscovery interface {
 
 // PushContext is one immutable generation of everything translation reads.
 // It is built once per config/registry change and shared by all proxies.
+// Translation reads config only through its indexes; the store snapshot it
+// was built from stays private, so no reader can reorder what the store
+// shares with its other readers.
 type PushContext struct {
 	Version       string
-	Config        config.Reader
 	Registry      ServiceDiscovery
 	Domain        string // cluster DNS domain, "cluster.local"
 	RootNamespace string // mesh-wide config namespace, "istio-system"
@@ -33,25 +34,47 @@ type PushContext struct {
 	// empty disables that default.
 	TraceCollector string
 
-	virtualServices  []*config.Object
+	cfg config.Reader // the store snapshot: read only by this package
+
+	// Indexes, built once in NewPushContext and never written after.
+	virtualServices  []*config.Object // store order; MeshVirtualServices sorts a copy
 	destinationRules []*config.Object
 	gateways         []*config.Object
-	envoyFilters     []*config.Object
+	envoyFilters     []*EnvoyFilterWrapper // in Istio's application order
+	sidecarObjs      []*config.Object
+	authzPolicies    byNamespace // each in CreationOrder
+	requestAuthn     byNamespace // each in CreationOrder
+	peerAuthn        byNamespace // each oldest first
+	sidecars         byNamespace // store order
+	telemetries      byNamespace // store order
+	proxySelectors   []map[string]string
 
 	meshOnce sync.Once
 	mesh     *Mesh
 	meshErr  error
+
+	memos sync.Map // *MemoKey[T] → *memoEntry; see Memo
 }
 
-// NewPushContext indexes the config for translation.
+// NewPushContext indexes the config for translation. cfg is read here and
+// by lookups of single objects (Secrets, Pods, the mesh ConfigMap), never
+// modified.
 func NewPushContext(version string, cfg config.Reader, reg ServiceDiscovery, domain, rootNamespace string) *PushContext {
-	return &PushContext{
-		Version: version, Config: cfg, Registry: reg, Domain: domain, RootNamespace: rootNamespace,
+	pc := &PushContext{
+		Version: version, cfg: cfg, Registry: reg, Domain: domain, RootNamespace: rootNamespace,
 		virtualServices:  cfg.List("VirtualService"),
 		destinationRules: cfg.List("DestinationRule"),
 		gateways:         cfg.List("Gateway"),
-		envoyFilters:     cfg.List("EnvoyFilter"),
+		sidecarObjs:      cfg.List("Sidecar"),
+		authzPolicies:    indexByNamespace(sortedCopy(cfg.List("AuthorizationPolicy"), CreationOrder)),
+		requestAuthn:     indexByNamespace(sortedCopy(cfg.List("RequestAuthentication"), CreationOrder)),
+		peerAuthn:        indexByNamespace(sortedCopy(cfg.List("PeerAuthentication"), olderThan)),
+		sidecars:         indexByNamespace(cfg.List("Sidecar")),
+		telemetries:      indexByNamespace(cfg.List("Telemetry")),
 	}
+	pc.envoyFilters = pc.indexEnvoyFilters(cfg.List("EnvoyFilter"))
+	pc.proxySelectors = proxyLabelSelectors(pc.virtualServices, pc.sidecarObjs)
+	return pc
 }
 
 // ResolveHost turns a host as written in config in namespace ns into the
@@ -104,6 +127,10 @@ func (pc *PushContext) MeshVirtualServices(ns string) []*config.Object {
 	sortByCreation(out)
 	return out
 }
+
+// VirtualServices returns every VirtualService, in the store's
+// namespace/name order. The slice is shared: do not modify it.
+func (pc *PushContext) VirtualServices() []*config.Object { return pc.virtualServices }
 
 // GatewayVirtualServices returns the VirtualServices bound to the gateway
 // named "namespace/name".
@@ -178,65 +205,6 @@ func (pc *PushContext) DestinationRule(ns string, svc *Service) *config.Object {
 		return inService
 	}
 	return inRoot
-}
-
-// EnvoyFilters returns the EnvoyFilters that patch proxy p, in the order
-// Istio applies them: by priority, then those of the root namespace before
-// those of p's namespace, then by creation time. A filter selects p when it
-// lives in the root namespace or p's namespace and its workloadSelector
-// (or a targetRef naming p's Gateway) matches; without either it selects
-// every workload of its namespace.
-func (pc *PushContext) EnvoyFilters(p *Proxy) []*config.Object {
-	var out []*config.Object
-	for _, o := range pc.envoyFilters {
-		ns := o.Meta.Namespace
-		if ns != pc.RootNamespace && ns != p.Namespace {
-			continue
-		}
-		ef := o.Spec.(*networking.EnvoyFilter)
-		switch {
-		case len(ef.GetTargetRefs()) > 0:
-			if !envoyFilterTargets(ef, ns, p) {
-				continue
-			}
-		case len(ef.GetWorkloadSelector().GetLabels()) > 0:
-			if !LabelsMatch(ef.GetWorkloadSelector().GetLabels(), p.Labels) {
-				continue
-			}
-		}
-		out = append(out, o)
-	}
-	sort.SliceStable(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		pa, pb := a.Spec.(*networking.EnvoyFilter).GetPriority(), b.Spec.(*networking.EnvoyFilter).GetPriority()
-		if pa != pb {
-			return pa < pb
-		}
-		if ra, rb := a.Meta.Namespace == pc.RootNamespace, b.Meta.Namespace == pc.RootNamespace; ra != rb {
-			return ra
-		}
-		if !a.Meta.CreationTimestamp.Equal(b.Meta.CreationTimestamp) {
-			return a.Meta.CreationTimestamp.Before(b.Meta.CreationTimestamp)
-		}
-		return a.Meta.Namespace+"/"+a.Meta.Name < b.Meta.Namespace+"/"+b.Meta.Name
-	})
-	return out
-}
-
-// envoyFilterTargets reports whether a targetRef names p: Istio attaches
-// EnvoyFilters by targetRef to Kubernetes Gateway API gateways, whose pods
-// carry the gateway's name as a label.
-func envoyFilterTargets(ef *networking.EnvoyFilter, ns string, p *Proxy) bool {
-	for _, ref := range ef.GetTargetRefs() {
-		refNS := ref.GetNamespace()
-		if refNS == "" {
-			refNS = ns
-		}
-		if ref.GetKind() == "Gateway" && refNS == p.Namespace && p.Labels["gateway.networking.k8s.io/gateway-name"] == ref.GetName() {
-			return true
-		}
-	}
-	return false
 }
 
 func contains(list []string, s string) bool {

@@ -19,11 +19,9 @@ import (
 // require a request principal), a present but invalid token is a 401.
 // nil when no RequestAuthentication applies.
 func (g *generator) buildJWTAuthn() *jwtv3.JwtAuthentication {
-	objs := g.pc.Config.List("RequestAuthentication")
-	sortObjects(objs)
 	cfg := &jwtv3.JwtAuthentication{Providers: map[string]*jwtv3.JwtProvider{}, BypassCorsPreflight: true}
 	var any []*jwtv3.JwtRequirement
-	for _, o := range objs {
+	for _, o := range g.pc.RequestAuthentications(g.proxy.Namespace) {
 		ra := o.Spec.(*security.RequestAuthentication)
 		if !g.selectsWorkload(o, ra.GetSelector(), ra.GetTargetRef() != nil || len(ra.GetTargetRefs()) > 0) {
 			continue

@@ -51,9 +51,7 @@ func (g *generator) selectsWorkload(o *config.Object, sel *typev1beta1.WorkloadS
 // the proxy's workload, by action, in creation order.
 func (g *generator) authorizationPolicies() map[security.AuthorizationPolicy_Action][]*config.Object {
 	out := map[security.AuthorizationPolicy_Action][]*config.Object{}
-	objs := g.pc.Config.List("AuthorizationPolicy")
-	sortObjects(objs)
-	for _, o := range objs {
+	for _, o := range g.pc.AuthorizationPolicies(g.proxy.Namespace) {
 		ap := o.Spec.(*security.AuthorizationPolicy)
 		if !g.selectsWorkload(o, ap.GetSelector(), ap.GetTargetRef() != nil || len(ap.GetTargetRefs()) > 0) {
 			continue
@@ -68,25 +66,6 @@ func (g *generator) authorizationPolicies() map[security.AuthorizationPolicy_Act
 		out[ap.GetAction()] = append(out[ap.GetAction()], o)
 	}
 	return out
-}
-
-func sortObjects(objs []*config.Object) {
-	// Creation order, then name, as Istio orders policies.
-	for i := 1; i < len(objs); i++ {
-		for j := i; j > 0 && objLess(objs[j], objs[j-1]); j-- {
-			objs[j], objs[j-1] = objs[j-1], objs[j]
-		}
-	}
-}
-
-func objLess(a, b *config.Object) bool {
-	if !a.Meta.CreationTimestamp.Equal(b.Meta.CreationTimestamp) {
-		return a.Meta.CreationTimestamp.Before(b.Meta.CreationTimestamp)
-	}
-	if a.Meta.Namespace != b.Meta.Namespace {
-		return a.Meta.Namespace < b.Meta.Namespace
-	}
-	return a.Meta.Name < b.Meta.Name
 }
 
 // rbacActions lists the actions in the order their filters run: AUDIT

@@ -1,7 +1,8 @@
 package xds
 
 import (
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -9,7 +10,6 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/skein-mesh/skein/internal/model"
 )
@@ -49,9 +49,9 @@ type sharedKey struct {
 	labels string
 }
 
-// pushCache holds the shared parts built for one push context.
+// pushCache holds the shared parts built for one push context (and kept
+// in it: model.Memo).
 type pushCache struct {
-	pc *model.PushContext
 	// selectorKeys are the label keys any selector the shared part
 	// evaluates can read; other labels cannot change it.
 	selectorKeys []string
@@ -65,75 +65,27 @@ type sharedEntry struct {
 	val  *shared
 }
 
-// caches keeps the shared parts of the latest push contexts. Two, not one,
-// so a generation still running for the previous push (a proxy connecting
-// while a push starts, a config dump) does not evict the current one.
-var caches struct {
-	mu   sync.Mutex
-	list []*pushCache // most recent first
-}
-
-const keptPushContexts = 2
+// sharedCaches is where each push context keeps its pushCache: the cache
+// lives and dies with the push it was built from.
+var sharedCaches = model.NewMemoKey[pushCache]("xds shared translation")
 
 func cacheFor(pc *model.PushContext) *pushCache {
-	caches.mu.Lock()
-	defer caches.mu.Unlock()
-	for _, c := range caches.list {
-		if c.pc == pc {
-			return c
-		}
-	}
-	c := &pushCache{pc: pc, selectorKeys: selectorKeys(pc), entries: map[sharedKey]*sharedEntry{}}
-	caches.list = append([]*pushCache{c}, caches.list...)
-	if len(caches.list) > keptPushContexts {
-		caches.list[keptPushContexts] = nil
-		caches.list = caches.list[:keptPushContexts]
-	}
-	return c
+	return model.Memo(pc, sharedCaches, func() *pushCache {
+		return &pushCache{selectorKeys: selectorKeys(pc), entries: map[sharedKey]*sharedEntry{}}
+	})
 }
 
 // selectorKeys lists the label keys read by the selectors the shared part
-// evaluates against the proxy's labels: VirtualService match sourceLabels
-// (HTTP, and TCP/TLS for good measure) and Sidecar workloadSelectors.
+// evaluates against the proxy's labels (VirtualService match sourceLabels,
+// Sidecar workloadSelectors; model.PushContext.ProxyLabelSelectors).
 func selectorKeys(pc *model.PushContext) []string {
 	set := map[string]bool{}
-	add := func(m map[string]string) {
-		for k := range m {
+	for _, sel := range pc.ProxyLabelSelectors() {
+		for k := range sel {
 			set[k] = true
 		}
 	}
-	for _, o := range pc.Config.List("VirtualService") {
-		vs, ok := o.Spec.(*networking.VirtualService)
-		if !ok {
-			continue
-		}
-		for _, h := range vs.GetHttp() {
-			for _, m := range h.GetMatch() {
-				add(m.GetSourceLabels())
-			}
-		}
-		for _, t := range vs.GetTcp() {
-			for _, m := range t.GetMatch() {
-				add(m.GetSourceLabels())
-			}
-		}
-		for _, t := range vs.GetTls() {
-			for _, m := range t.GetMatch() {
-				add(m.GetSourceLabels())
-			}
-		}
-	}
-	for _, o := range pc.Config.List("Sidecar") {
-		if sc, ok := o.Spec.(*networking.Sidecar); ok {
-			add(sc.GetWorkloadSelector().GetLabels())
-		}
-	}
-	keys := make([]string, 0, len(set))
-	for k := range set {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+	return slices.Sorted(maps.Keys(set))
 }
 
 func (c *pushCache) key(p *model.Proxy) sharedKey {

@@ -6,8 +6,6 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	networking "istio.io/api/networking/v1alpha3"
-
-	"github.com/skein-mesh/skein/internal/model"
 )
 
 // Names of the catch-all virtual hosts and filter chains, as Istio spells
@@ -28,7 +26,7 @@ const registryOnlyStatus = 502
 // namespace's default, else the root namespace's), else the mesh config.
 // ALLOW_ANY is Istio's default.
 func (g *generator) outboundTrafficMode() networking.OutboundTrafficPolicy_Mode {
-	if sc := g.sidecarFor(); sc != nil && sc.GetOutboundTrafficPolicy() != nil {
+	if sc := g.pc.SidecarFor(g.proxy); sc != nil && sc.GetOutboundTrafficPolicy() != nil {
 		return sc.GetOutboundTrafficPolicy().GetMode()
 	}
 	mesh, _ := g.pc.MeshConfig() // a broken mesh config is warned about elsewhere; defaults apply
@@ -37,35 +35,6 @@ func (g *generator) outboundTrafficMode() networking.OutboundTrafficPolicy_Mode 
 		return networking.OutboundTrafficPolicy_REGISTRY_ONLY
 	}
 	return networking.OutboundTrafficPolicy_ALLOW_ANY
-}
-
-// sidecarFor returns the Sidecar resource scoping the proxy, Istio's
-// precedence: a workloadSelector match in the proxy's namespace (oldest
-// first), the namespace's selector-less Sidecar, then the root namespace's.
-func (g *generator) sidecarFor() *networking.Sidecar {
-	var nsDefault, rootDefault *networking.Sidecar
-	for _, o := range g.pc.Config.List("Sidecar") {
-		sc := o.Spec.(*networking.Sidecar)
-		sel := sc.GetWorkloadSelector().GetLabels()
-		switch {
-		case o.Meta.Namespace == g.proxy.Namespace && len(sel) > 0:
-			if model.LabelsMatch(sel, g.proxy.Labels) {
-				return sc
-			}
-		case o.Meta.Namespace == g.proxy.Namespace:
-			if nsDefault == nil {
-				nsDefault = sc
-			}
-		case o.Meta.Namespace == g.pc.RootNamespace && len(sel) == 0:
-			if rootDefault == nil {
-				rootDefault = sc
-			}
-		}
-	}
-	if nsDefault != nil {
-		return nsDefault
-	}
-	return rootDefault
 }
 
 // catchAllVirtualHost is the last virtual host of every sidecar outbound

@@ -12,43 +12,15 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
-	corev1 "k8s.io/api/core/v1"
 
-	"github.com/skein-mesh/skein/internal/config"
 	"github.com/skein-mesh/skein/internal/model"
 )
-
-// tlsSecret is the key material of a Kubernetes TLS Secret, as Istio's
-// credentialName reads it: tls.crt/tls.key and ca.crt (or the generic
-// Secret's cert/key/cacert keys).
-type tlsSecret struct {
-	cert, key, ca []byte
-}
 
 // secret finds Secret ns/name for a credentialName. Key material only
 // travels inline in the resources of the proxy that needs it and is never
 // logged or put in a warning.
-func (g *generator) secret(ns, name string) (tlsSecret, bool) {
-	obj, ok := g.pc.Config.Get(config.Key{Kind: "Secret", Namespace: ns, Name: name})
-	if !ok {
-		return tlsSecret{}, false
-	}
-	s, ok := obj.Spec.(*corev1.Secret)
-	if !ok {
-		return tlsSecret{}, false
-	}
-	get := func(keys ...string) []byte {
-		for _, k := range keys {
-			if v, ok := s.Data[k]; ok && len(v) > 0 {
-				return v
-			}
-			if v, ok := s.StringData[k]; ok && v != "" {
-				return []byte(v)
-			}
-		}
-		return nil
-	}
-	return tlsSecret{cert: get("tls.crt", "cert"), key: get("tls.key", "key"), ca: get("ca.crt", "cacert")}, true
+func (g *generator) secret(ns, name string) (model.TLSCredential, bool) {
+	return g.pc.Credential(ns, name)
 }
 
 // classifyServer files a Gateway server under plaintext HTTP, TLS
@@ -114,10 +86,10 @@ func (g *generator) httpsChain(port uint32, route string, srv gatewayServer) *li
 			g.warnf("%s: tls.credentialName: Secret %s/%s not found", where, g.proxy.Namespace, name)
 			return nil
 		}
-		cert, key, ca = inlineSource(sec.cert), inlineSource(sec.key), inlineSource(sec.ca)
+		cert, key, ca = inlineSource(sec.Cert), inlineSource(sec.Key), inlineSource(sec.CA)
 		if ca == nil {
 			if cs, ok := g.secret(g.proxy.Namespace, name+"-cacert"); ok {
-				ca = inlineSource(cs.ca)
+				ca = inlineSource(cs.CA)
 			}
 		}
 	} else {

@@ -80,6 +80,13 @@ func TestGolden(t *testing.T) {
 
 func pushContext(t *testing.T, files ...string) *model.PushContext {
 	t.Helper()
+	return pushContextEdited(t, nil, files...)
+}
+
+// pushContextEdited is pushContext with the loaded objects changed by edit
+// before they are stored (a store's objects are immutable afterwards).
+func pushContextEdited(t *testing.T, edit func([]*config.Object), files ...string) *model.PushContext {
+	t.Helper()
 	var paths []string
 	for _, f := range files {
 		paths = append(paths, filepath.Join("testdata", f))
@@ -87,6 +94,9 @@ func pushContext(t *testing.T, files ...string) *model.PushContext {
 	objs, _, err := config.LoadFiles(paths, "")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(objs)
 	}
 	store := configstore.OpenMemory()
 	if _, err := store.Apply(objs); err != nil {

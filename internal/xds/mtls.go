@@ -190,11 +190,11 @@ func (g *generator) originationTLS(cluster string, svc *model.Service, port mode
 			g.warnf("cluster %s: trafficPolicy.tls.credentialName: Secret %s/%s not found; TLS origination disabled", cluster, g.proxy.Namespace, name)
 			return nil
 		}
-		if ca == nil && sec.ca != nil {
-			ca = inlineSource(sec.ca)
+		if ca == nil && sec.CA != nil {
+			ca = inlineSource(sec.CA)
 		}
 		if tls.GetMode() == networking.ClientTLSSettings_MUTUAL && cert == nil {
-			cert, key = inlineSource(sec.cert), inlineSource(sec.key)
+			cert, key = inlineSource(sec.Cert), inlineSource(sec.Key)
 		}
 	}
 	if tls.GetMode() == networking.ClientTLSSettings_MUTUAL && cert == nil {

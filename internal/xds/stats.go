@@ -11,7 +11,6 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	telemetry "istio.io/api/telemetry/v1alpha1"
 
-	"github.com/skein-mesh/skein/internal/config"
 	"github.com/skein-mesh/skein/internal/proxy/attribute"
 )
 
@@ -195,8 +194,7 @@ func (g *generator) statsMatcher() map[string]any {
 	psm := mesh.GetDefaultConfig().GetProxyStatsMatcher()
 	prefixes, suffixes, regexps := psm.GetInclusionPrefixes(), psm.GetInclusionSuffixes(), psm.GetInclusionRegexps()
 	exclusions := mesh.StatsExclusionRegexps
-	if obj, ok := pc.Config.Get(config.Key{Kind: "Pod", Namespace: g.proxy.Namespace, Name: g.proxy.PodName}); ok {
-		ann := obj.Meta.Annotations
+	if ann, ok := pc.PodAnnotations(g.proxy.Namespace, g.proxy.PodName); ok {
 		if v, ok := ann[annoStatsInclusionPrefixes]; ok {
 			prefixes = splitList(v)
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -20,16 +21,20 @@ import (
 func TestStatsGolden(t *testing.T) {
 	for _, name := range []string{"overrides"} {
 		t.Run(name, func(t *testing.T) {
-			pc := pushContext(t, "bookinfo-mesh.yaml", "tutorial-routing.yaml", filepath.Join("stats", name+".yaml"))
 			// Istio's stats annotations on reviews-v1, as a user sets them.
-			obj, ok := pc.Config.Get(config.Key{Kind: "Pod", Namespace: "bookinfo", Name: "reviews-v1-ccccc"})
-			if !ok {
-				t.Fatal("no pod reviews-v1-ccccc in bookinfo-mesh.yaml")
+			annotate := func(objs []*config.Object) {
+				i := slices.IndexFunc(objs, func(o *config.Object) bool {
+					return o.Key() == config.Key{Kind: "Pod", Namespace: "bookinfo", Name: "reviews-v1-ccccc"}
+				})
+				if i < 0 {
+					t.Fatal("no pod reviews-v1-ccccc in bookinfo-mesh.yaml")
+				}
+				objs[i].Meta.Annotations = map[string]string{
+					"sidecar.istio.io/statsInclusionPrefixes": "",
+					"sidecar.istio.io/statsInclusionRegexps":  "http.*rq_total",
+				}
 			}
-			obj.Meta.Annotations = map[string]string{
-				"sidecar.istio.io/statsInclusionPrefixes": "",
-				"sidecar.istio.io/statsInclusionRegexps":  "http.*rq_total",
-			}
+			pc := pushContextEdited(t, annotate, "bookinfo-mesh.yaml", "tutorial-routing.yaml", filepath.Join("stats", name+".yaml"))
 			for pname, res := range map[string]*xds.Resources{
 				"productpage": xds.Generate(pc, productpage), "reviews-v1": xds.Generate(pc, reviewsV1), "ingress": xds.Generate(pc, ingress),
 			} {

@@ -52,7 +52,6 @@ type Generator func(*model.PushContext, *model.Proxy) *xds.Resources
 type Server struct {
 	log        *slog.Logger
 	generate   Generator
-	memos      memos
 	nextStream atomic.Int64
 	// preEncoded: the gRPC server has the codec (GRPCServerOption), so
 	// streams send encodedResponses.
@@ -188,7 +187,7 @@ func (s *Server) PushAt(pc *model.PushContext, changed time.Time) {
 // proxies are only sent what changed.
 func (s *Server) update(pc *model.PushContext, ps *proxyState, changed time.Time) {
 	res := s.generate(pc, ps.proxy)
-	memo := s.memos.forPush(pc)
+	memo := memoFor(pc)
 	sets := map[string]*typeSet{}
 	var errs [3]error
 	sets[resourcev3.ListenerType], errs[0] = setOf(memo, resourcev3.ListenerType, res.Listeners)

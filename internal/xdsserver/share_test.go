@@ -158,7 +158,7 @@ func TestSharedResourcesMarshalledOncePerPush(t *testing.T) {
 		t.Fatalf("only %d resources shared between the two proxies; want at least the %d outbound clusters and endpoints", shared, 2*services)
 	}
 
-	memo := srv.memos.forPush(pc)
+	memo := memoFor(pc)
 	cds1, eds1 := syncStream(t, ctx, conn, shareNode(0))
 	before := memo.marshals.Load()
 	cds2, eds2 := syncStream(t, ctx, conn, shareNode(1))

@@ -141,7 +141,6 @@ type typeSnap struct {
 
 // pushMemo holds what was computed for one push context.
 type pushMemo struct {
-	pc        *model.PushContext
 	resources sync.Map // types.Resource → *marshalled
 	sets      sync.Map // content hash → *typeSet
 	// lists maps a list of resources, by identity (a digest of the type and
@@ -154,28 +153,13 @@ type pushMemo struct {
 	marshals atomic.Int64
 }
 
-// memos keeps the memo of the latest push context (and the one before, so
-// a generation still running for the previous push does not evict it).
-type memos struct {
-	mu   sync.Mutex
-	list []*pushMemo // most recent first
-}
+// pushMemos is where each push context keeps its pushMemo (model.Memo),
+// beside translation's shared resources: both live and die with the push
+// they were built from.
+var pushMemos = model.NewMemoKey[pushMemo]("xdsserver marshalled resources")
 
-func (m *memos) forPush(pc *model.PushContext) *pushMemo {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, pm := range m.list {
-		if pm.pc == pc {
-			return pm
-		}
-	}
-	pm := &pushMemo{pc: pc}
-	m.list = append([]*pushMemo{pm}, m.list...)
-	if len(m.list) > 2 {
-		m.list[2] = nil
-		m.list = m.list[:2]
-	}
-	return pm
+func memoFor(pc *model.PushContext) *pushMemo {
+	return model.Memo(pc, pushMemos, func() *pushMemo { return &pushMemo{} })
 }
 
 // resource marshals r once per push.
