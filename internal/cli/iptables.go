@@ -68,7 +68,8 @@ replaces the ISTIO_* chains. Needs NET_ADMIN (and NET_RAW).`,
 	fl.BoolVar(&o.RedirectDNS, "redirect-dns", envBool("REDIRECT_DNS", envBool("ISTIO_META_DNS_CAPTURE", false)), "capture DNS (UDP and TCP port 53) to the agent on 15053 ($ISTIO_META_DNS_CAPTURE)")
 	fl.BoolVar(&o.CaptureAllDNS, "capture-all-dns", envBool("CAPTURE_ALL_DNS", false), "with --redirect-dns, capture port 53 to any address, not only the resolvers of /etc/resolv.conf")
 	fl.BoolVar(&f.dualStack, "dual-stack", envBool("ISTIO_AGENT_DUAL_STACK", false), "also install the IPv6 rules (default: when the pod has an IPv6 address or the ranges name IPv6)")
-	fl.BoolVarP(&f.dryRun, "dry-run", "n", envBool("DRY_RUN", false), "print the iptables-restore input instead of applying it")
+	// Istio's -n shorthand is skein's global --namespace.
+	fl.BoolVar(&f.dryRun, "dry-run", envBool("DRY_RUN", false), "print the iptables-restore input instead of applying it")
 	fl.BoolVar(&f.cleanupOnly, "cleanup-only", false, "remove the ISTIO_* chains and the jumps into them, then exit")
 	fl.StringVar(&f.logLevel, "log_output_level", "", "accepted for istio-init compatibility; use --log-level")
 	_ = fl.MarkHidden("log_output_level")
