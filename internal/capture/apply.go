@@ -66,7 +66,8 @@ func replace(ctx context.Context, log *slog.Logger, rs Ruleset) error {
 
 func addLoopbackAddress(ctx context.Context, cidr string) error {
 	_, err := run(ctx, "ip", "", "-6", "addr", "add", cidr, "dev", "lo")
-	if err != nil && strings.Contains(err.Error(), "File exists") {
+	// A re-run finds it there (iproute2 says so in one of two ways).
+	if err != nil && (strings.Contains(err.Error(), "File exists") || strings.Contains(err.Error(), "already assigned")) {
 		return nil
 	}
 	return err

@@ -23,7 +23,15 @@ func Of(c *net.TCPConn) (netip.AddrPort, error) {
 	}
 	local, _ := c.LocalAddr().(*net.TCPAddr)
 	ipv4 := local == nil || local.IP.To4() != nil
-	return FromRawConn(rc, ipv4)
+	ap, err := FromRawConn(rc, ipv4)
+	if errors.Is(err, syscall.ENOENT) && local != nil {
+		// No NAT entry (conntrack does not track this namespace, or the
+		// connection was never redirected): the destination is the
+		// connection's own, as Envoy's original_dst filter falls back to.
+		l := local.AddrPort()
+		return netip.AddrPortFrom(l.Addr().Unmap(), l.Port()), nil
+	}
+	return ap, err
 }
 
 // FromRawConn reads the original destination of the socket rc. ipv4 says
