@@ -69,7 +69,7 @@ func serve(specs []string) int {
 				if err != nil {
 					return
 				}
-				orig, err := origdst.Of(c.(*net.TCPConn))
+				orig, err := origdst.Of(c)
 				reply := name + " orig=" + orig.String()
 				if err != nil {
 					reply = name + " orig-error=" + err.Error()

@@ -6,6 +6,7 @@ package origdst
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"syscall"
@@ -14,10 +15,16 @@ import (
 // ErrUnsupported is returned where the kernel offers no original destination.
 var ErrUnsupported = errors.New("original destination: not supported on this platform")
 
-// Of returns c's original destination. For a connection that was not
-// redirected it is the connection's own local address.
-func Of(c *net.TCPConn) (netip.AddrPort, error) {
-	rc, err := c.SyscallConn()
+// Of returns the original destination of c, an accepted TCP connection
+// (a *net.TCPConn, or a wrapper that embeds one and so keeps its
+// SyscallConn). For a connection that was not redirected it is the
+// connection's own local address.
+func Of(c net.Conn) (netip.AddrPort, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return netip.AddrPort{}, fmt.Errorf("original destination: %T has no socket (not a TCP connection)", c)
+	}
+	rc, err := sc.SyscallConn()
 	if err != nil {
 		return netip.AddrPort{}, err
 	}

@@ -27,7 +27,7 @@ func TestNotRedirectedIsOwnDestination(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		got, err := Of(s.(*net.TCPConn))
+		got, err := Of(s)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,5 +35,8 @@ func TestNotRedirectedIsOwnDestination(t *testing.T) {
 		if got != want {
 			t.Errorf("Of(conn to %s) = %s, want %s", ln.Addr(), got, want)
 		}
+	}
+	if _, err := Of(struct{ net.Conn }{}); err == nil {
+		t.Error("Of(a conn without a socket) succeeded")
 	}
 }
