@@ -39,8 +39,14 @@ type Options struct {
 	OutboundPortsInclude    string // -q, --istio-outbound-ports
 	OutboundPortsExclude    string // -o, --istio-local-outbound-ports-exclude
 	ExcludeInterfaces       string // -c, --istio-exclude-interfaces
-	RedirectDNS             bool   // --redirect-dns (ISTIO_META_DNS_CAPTURE)
-	CaptureAllDNS           bool   // --capture-all-dns
+	// OwnerGroupsInclude and OwnerGroupsExclude are Istio's environment-only
+	// ISTIO_OUTBOUND_OWNER_GROUPS ("*" or a list of groups whose outbound
+	// traffic is captured) and ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE (groups
+	// left alone; only with "*"). Groups are names or gids.
+	OwnerGroupsInclude string
+	OwnerGroupsExclude string
+	RedirectDNS        bool // --redirect-dns (ISTIO_META_DNS_CAPTURE)
+	CaptureAllDNS      bool // --capture-all-dns
 	// DNSServers are the resolvers whose port 53 is captured when
 	// RedirectDNS is set without CaptureAllDNS (Istio reads /etc/resolv.conf).
 	DNSServers []string
@@ -67,6 +73,10 @@ type Config struct {
 	OutboundPortsInclude []int
 	OutboundPortsExclude []int
 	ExcludeInterfaces    []string
+	// OwnerGroups, when set, are the only groups whose outbound traffic is
+	// captured; else OwnerGroupsExclude are groups whose traffic is not.
+	OwnerGroups        []string
+	OwnerGroupsExclude []string
 
 	RedirectDNS   bool
 	CaptureAllDNS bool
@@ -138,6 +148,13 @@ func Parse(o Options) (*Config, error) {
 			return nil, fmt.Errorf("--istio-exclude-interfaces: %q is not an interface name", i)
 		}
 		c.ExcludeInterfaces = append(c.ExcludeInterfaces, i)
+	}
+	if inc := strings.TrimSpace(o.OwnerGroupsInclude); inc != "" && inc != "*" {
+		if c.OwnerGroups, err = groups("ISTIO_OUTBOUND_OWNER_GROUPS", inc); err != nil {
+			return nil, err
+		}
+	} else if c.OwnerGroupsExclude, err = groups("ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE", o.OwnerGroupsExclude); err != nil {
+		return nil, err
 	}
 	for _, s := range o.DNSServers {
 		a, err := netip.ParseAddr(strings.TrimSpace(s))
@@ -213,6 +230,17 @@ func prefixes(flag, s string) ([]netip.Prefix, error) {
 			return nil, fmt.Errorf("%s: %q is not a CIDR range: %v", flag, f, err)
 		}
 		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+func groups(env, s string) ([]string, error) {
+	var out []string
+	for _, g := range split(s) {
+		if g == "*" || strings.ContainsAny(g, " \t!") {
+			return nil, fmt.Errorf("%s: %q is not a group name or gid", env, g)
+		}
+		out = append(out, g)
 	}
 	return out, nil
 }

@@ -181,6 +181,18 @@ func Build(c *Config, fam Family) Ruleset {
 		owner("--gid-owner", gid)
 	}
 
+	// Capture by the app's group: only some groups, or all but some.
+	if len(c.OwnerGroups) > 0 {
+		var notAny []string
+		for _, g := range c.OwnerGroups {
+			notAny = append(notAny, "-m", "owner", "!", "--gid-owner", g)
+		}
+		b.add(tableNat, ChainOutput, append(notAny, "-j", "RETURN")...)
+	}
+	for _, g := range c.OwnerGroupsExclude {
+		b.add(tableNat, ChainOutput, "-m", "owner", "--gid-owner", g, "-j", "RETURN")
+	}
+
 	if dnsHere {
 		b.dnsNat(c, dnsServers)
 	}

@@ -67,6 +67,8 @@ func TestRulesGolden(t *testing.T) {
 		{"loopback-included", with(istioInit, func(o *Options) { o.OutboundIPRangesInclude = "127.0.0.1/32,10.0.0.0/8" })},
 		{"exclude-interfaces", with(istioInit, func(o *Options) { o.ExcludeInterfaces = "eth1" })},
 		{"ipv6", with(istioInit, func(o *Options) { o.IPv6 = true })},
+		{"owner-groups", with(istioInit, func(o *Options) { o.OwnerGroupsInclude = "java,1200" })},
+		{"owner-groups-exclude", with(istioInit, func(o *Options) { o.OwnerGroupsInclude, o.OwnerGroupsExclude = "*", "postgres,1300" })},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -92,6 +94,7 @@ func TestParseErrors(t *testing.T) {
 		{Options{OutboundIPRangesExclude: "*"}, `--istio-service-exclude-cidr: "*" is not allowed`},
 		{Options{ProxyUID: "istio-proxy"}, `--proxy-uid: "istio-proxy" is not a numeric id`},
 		{Options{RedirectDNS: true, DNSServers: []string{"resolver"}}, `DNS server "resolver"`},
+		{Options{OwnerGroupsInclude: "java,*"}, `ISTIO_OUTBOUND_OWNER_GROUPS: "*" is not a group`},
 	}
 	for _, tc := range cases {
 		_, err := Parse(tc.opts)

@@ -95,6 +95,9 @@ func runIptables(cmd *cobra.Command, f *iptablesFlags) error {
 			o.ProxyUID = u.Uid
 		}
 	}
+	// Environment only, as in Istio.
+	o.OwnerGroupsInclude = os.Getenv("ISTIO_OUTBOUND_OWNER_GROUPS")
+	o.OwnerGroupsExclude = os.Getenv("ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE")
 	o.IPv6 = f.dualStack || capture.HasGlobalIPv6()
 	if o.RedirectDNS && !o.CaptureAllDNS {
 		servers, err := capture.Nameservers("/etc/resolv.conf")
