@@ -271,6 +271,7 @@ func TestCaptureInNetworkNamespace(t *testing.T) {
 		{"15090 is excluded", peer, 0, 0, "tcp", "10.99.0.2:15090", "", "stats orig=10.99.0.2:15090"},
 		{"15020 is excluded", peer, 0, 0, "tcp", "10.99.0.2:15020", "", "merged orig=10.99.0.2:15020"},
 		{"inbound passthrough from 127.0.0.6 reaches the app", pod, 1337, 1337, "tcp", "10.99.0.2:9080", "127.0.0.6", "app orig=10.99.0.2:9080"},
+		{"IPv6 inbound passthrough from ::6 reaches the app", pod, 1337, 1337, "tcp", "[fd00:99::2]:9080", "::6", "app orig=[fd00:99::2]:9080"},
 		{"proxy calling its own pod IP comes back inbound", pod, 1337, 1337, "tcp", "10.99.0.2:9080", "", "inbound orig=10.99.0.2:9080"},
 		{"app calling its own pod IP is not captured", pod, 0, 0, "tcp", "10.99.0.2:9080", "", "app orig=10.99.0.2:9080"},
 		{"localhost is not captured", pod, 0, 0, "tcp", "127.0.0.1:9080", "", "app orig=127.0.0.1:9080"},
