@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
 	"strings"
 )
@@ -33,11 +34,11 @@ func Apply(ctx context.Context, log *slog.Logger, sets []Ruleset) error {
 }
 
 // Cleanup removes every ISTIO_* chain and the jumps into them, for IPv4 and
-// (when ip6tables is installed) IPv6.
+// (when the kernel has IPv6 and ip6tables is installed) IPv6.
 func Cleanup(ctx context.Context, log *slog.Logger) error {
 	var errs []error
 	for _, f := range []Family{IPv4, IPv6} {
-		if _, err := exec.LookPath(f.save()); err != nil && f == IPv6 {
+		if f == IPv6 && !ipv6Available() {
 			continue
 		}
 		errs = append(errs, replace(ctx, log, Ruleset{Family: f}))
@@ -84,4 +85,12 @@ func run(ctx context.Context, name, stdin string, args ...string) (string, error
 		return "", fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.String(), nil
+}
+
+func ipv6Available() bool {
+	if _, err := os.Stat("/proc/net/if_inet6"); err != nil {
+		return false
+	}
+	_, err := exec.LookPath(IPv6.save())
+	return err == nil
 }
