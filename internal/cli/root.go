@@ -62,6 +62,7 @@ func NewRootCmd() *cobra.Command {
 		newKubeInjectCmd(),
 		newInstallCmd(), newManifestCmd(), newUninstallCmd(),
 		newNodeCmd(),
+		newIptablesCmd(),
 	)
 	return root
 }
