@@ -32,10 +32,10 @@ var annotationValidators = map[string]func(string) string{
 		}
 		return "unknown interception mode " + strconv.Quote(v) + ", expected REDIRECT, TPROXY or NONE"
 	},
-	annotation.SidecarTrafficIncludeInboundPorts.Name:  portList,
-	annotation.SidecarTrafficExcludeInboundPorts.Name:  portList,
-	annotation.SidecarTrafficExcludeOutboundPorts.Name: portList,
-	annotation.SidecarStatusPort.Name:                  singlePort,
+	annotation.SidecarTrafficIncludeInboundPorts.Name:         portList,
+	annotation.SidecarTrafficExcludeInboundPorts.Name:         portList,
+	annotation.SidecarTrafficExcludeOutboundPorts.Name:        portList,
+	annotation.SidecarStatusPort.Name:                         singlePort,
 	annotation.SidecarStatusReadinessInitialDelaySeconds.Name: nonNegativeInt,
 	annotation.SidecarStatusReadinessPeriodSeconds.Name:       nonNegativeInt,
 	annotation.SidecarStatusReadinessFailureThreshold.Name:    nonNegativeInt,

@@ -23,7 +23,7 @@ func deploymentServiceAnalyzer(c *context) {
 		}
 		podLabels := labels.Set(d.Spec.Template.Labels)
 		protocols := map[int32]map[string][]string{} // port -> protocol -> services
-		targets := map[string]map[int32][]string{}  // targetPort -> port -> services
+		targets := map[string]map[int32][]string{}   // targetPort -> port -> services
 		for _, se := range c.in.List("Service") {
 			svc, ok := se.Obj.Spec.(*corev1.Service)
 			if !ok || se.Obj.Meta.Namespace != e.Obj.Meta.Namespace || len(svc.Spec.Selector) == 0 ||

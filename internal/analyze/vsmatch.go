@@ -174,4 +174,3 @@ func canonical(m proto.Message) string {
 	out, _ := json.Marshal(v) // map keys sorted
 	return string(out)
 }
-
