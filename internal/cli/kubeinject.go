@@ -1,12 +1,13 @@
 package cli
 
 import (
+	"bytes"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
 
 	"github.com/skein-mesh/skein/internal/inject"
 )
@@ -47,10 +48,8 @@ sidecar.istio.io/inject: "false" are left alone.`,
 			if file == "" {
 				return fmt.Errorf("-f/--filename is required (a file, or - for stdin)")
 			}
-			for flag, v := range map[string]string{"--meshConfigFile": meshCfg, "--injectConfigFile": injectCfg, "--valuesFile": valuesFile} {
-				if v != "" {
-					slog.Warn("flag ignored: Skein's injection template is built in and configured with flags", "flag", flag, "value", v)
-				}
+			if err := offlineInjectConfig(&params, injectCfg, valuesFile, meshCfg); err != nil {
+				return err
 			}
 			var in []byte
 			var err error
@@ -62,7 +61,9 @@ sidecar.istio.io/inject: "false" are left alone.`,
 			if err != nil {
 				return err
 			}
-			params.LogLevel = proxyLogLevel
+			if proxyLogLevel != "" {
+				params.LogLevel = proxyLogLevel
+			}
 			ns := global.namespace
 			// kube-inject sees no cluster: every namespace counts as
 			// enabled, and only the pod's own opt-out applies (istioctl's
@@ -81,10 +82,86 @@ sidecar.istio.io/inject: "false" are left alone.`,
 	f := cmd.Flags()
 	f.StringVarP(&file, "filename", "f", "", "input Kubernetes manifests (- for stdin)")
 	f.StringVarP(&output, "output", "o", "", "write the injected manifests to this file (default stdout)")
-	f.StringVar(&meshCfg, "meshConfigFile", "", "ignored (istioctl compatibility)")
-	f.StringVar(&injectCfg, "injectConfigFile", "", "ignored (istioctl compatibility)")
-	f.StringVar(&valuesFile, "valuesFile", "", "ignored (istioctl compatibility)")
+	f.StringVar(&meshCfg, "meshConfigFile", "", "mesh config file (the istio ConfigMap's mesh key, or the ConfigMap): trustDomain and defaultConfig.discoveryAddress")
+	f.StringVar(&injectCfg, "injectConfigFile", "", "injector config file (the istio-sidecar-injector ConfigMap's config key, or the ConfigMap)")
+	f.StringVar(&valuesFile, "valuesFile", "", "injection values file (the istio-sidecar-injector ConfigMap's values key)")
 	f.StringVar(&proxyLogLevel, "proxy-log-level", "", "log level of injected proxies (SKEIN_LOG_LEVEL)")
 	injectFlags(cmd, &params)
 	return cmd
+}
+
+// offlineInjectConfig reads kube-inject's istioctl files: each may hold the
+// ConfigMap key's content or the whole ConfigMap, as kubectl prints it.
+func offlineInjectConfig(p *inject.Params, injectFile, valuesFile, meshFile string) error {
+	read := func(path, key string) ([]byte, error) {
+		if path == "" {
+			return nil, nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		var cm struct {
+			Kind string            `json:"kind"`
+			Data map[string]string `json:"data"`
+		}
+		if yaml.Unmarshal(b, &cm) == nil && cm.Kind == "ConfigMap" {
+			v, ok := cm.Data[key]
+			if !ok {
+				return nil, fmt.Errorf("%s: the ConfigMap has no %q key", path, key)
+			}
+			return []byte(v), nil
+		}
+		return b, nil
+	}
+	cfg, err := read(injectFile, "config")
+	if err != nil {
+		return err
+	}
+	values, err := read(valuesFile, "values")
+	if err != nil {
+		return err
+	}
+	if injectFile != "" && valuesFile == "" {
+		// A whole ConfigMap given as --injectConfigFile carries its values.
+		if v, err := read(injectFile, "values"); err == nil && !bytes.Equal(v, cfg) {
+			values = v
+		}
+	}
+	if cfg != nil || values != nil {
+		c, err := inject.ParseConfig(cfg, values)
+		if err != nil {
+			return fmt.Errorf("%s: %w", firstNonEmptyString(injectFile, valuesFile), err)
+		}
+		p.Config = c
+	}
+	mesh, err := read(meshFile, "mesh")
+	if err != nil || mesh == nil {
+		return err
+	}
+	var m struct {
+		TrustDomain   string `json:"trustDomain"`
+		DefaultConfig struct {
+			DiscoveryAddress string `json:"discoveryAddress"`
+		} `json:"defaultConfig"`
+	}
+	if err := yaml.Unmarshal(mesh, &m); err != nil {
+		return fmt.Errorf("%s: %v", meshFile, err)
+	}
+	if m.TrustDomain != "" {
+		p.TrustDomain = m.TrustDomain
+	}
+	if m.DefaultConfig.DiscoveryAddress != "" {
+		p.DiscoveryAddress = m.DefaultConfig.DiscoveryAddress
+	}
+	return nil
+}
+
+func firstNonEmptyString(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }

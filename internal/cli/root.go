@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -20,6 +21,10 @@ func Execute() int {
 			fmt.Fprintln(os.Stderr, msg)
 		} else {
 			fmt.Fprintln(os.Stderr, "Error:", msg)
+		}
+		var ec interface{ ExitCode() int }
+		if errors.As(err, &ec) {
+			return ec.ExitCode()
 		}
 		return 1
 	}
@@ -63,6 +68,7 @@ func NewRootCmd() *cobra.Command {
 		newInstallCmd(), newManifestCmd(), newUninstallCmd(),
 		newNodeCmd(),
 		newIptablesCmd(),
+		newAnalyzeCmd(),
 	)
 	return root
 }

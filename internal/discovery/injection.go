@@ -69,7 +69,7 @@ func (s *Server) injectionServer() *http.Server {
 	if s.injectLis == nil {
 		return nil
 	}
-	wh := &inject.Webhook{Params: s.opts.Injection.Params, Namespaces: s.namespaceLabels, Log: s.log}
+	wh := &inject.Webhook{Params: s.opts.Injection.Params, Namespaces: s.namespaceLabels, Config: s.injectorConfig(), Log: s.log}
 	mux := http.NewServeMux()
 	mux.Handle("/inject", wh)
 	mux.Handle("/inject/", wh) // Istio's revisioned paths (/inject/rev/default/...)
@@ -81,6 +81,32 @@ func (s *Server) injectionServer() *http.Server {
 			MinVersion:     tls.VersionTLS12,
 			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.injectCert.get() },
 		},
+	}
+}
+
+// injectorConfig reads Istio's istio-sidecar-injector ConfigMap from the
+// config store (the Kubernetes mirror keeps it there), compiling it once
+// per version of the ConfigMap.
+func (s *Server) injectorConfig() func() (*inject.Config, error) {
+	var (
+		mu   sync.Mutex
+		seen *config.Object
+		cfg  *inject.Config
+		err  error
+	)
+	return func() (*inject.Config, error) {
+		obj, _ := s.store.Snapshot().Get(config.Key{Kind: "ConfigMap", Namespace: s.opts.RootNamespace, Name: inject.InjectorConfigMap})
+		mu.Lock()
+		defer mu.Unlock()
+		if obj != seen {
+			seen, cfg, err = obj, nil, nil
+			if obj != nil {
+				if cm, ok := obj.Spec.(*corev1.ConfigMap); ok {
+					cfg, err = inject.ParseConfigMap(cm.Data)
+				}
+			}
+		}
+		return cfg, err
 	}
 }
 

@@ -59,6 +59,9 @@ type Decision struct {
 	PodLabels       map[string]string
 	PodAnnotations  map[string]string
 	HostNetwork     bool
+	// Config is the injector configuration (policy and selectors); nil
+	// is Istio's default, policy enabled.
+	Config *Config
 }
 
 // ModeFor applies Istio's sidecar-injection rules (what the default
@@ -68,7 +71,9 @@ type Decision struct {
 //     injects, not even a pod labelled "true";
 //   - istio-injection=enabled, istio.io/rev on the namespace or the pod, or a
 //     pod-level "true" inject;
-//   - hostNetwork pods and system namespaces are never injected.
+//   - hostNetwork pods and system namespaces are never injected;
+//   - then the injector config decides (Istio's injectRequired): an explicit
+//     pod value, neverInjectSelector, alwaysInjectSelector, the policy.
 //
 // An injected pod whose inject.istio.io/templates names "gateway" runs the
 // gateway proxy in its istio-proxy container.
@@ -102,7 +107,7 @@ func ModeFor(d Decision) Mode {
 	case podTrue, nsRev, podRev:
 		inject = true
 	}
-	if !inject {
+	if !inject || !d.Config.required(d.PodLabels, podSet && podValue != "", podTrue) {
 		return None
 	}
 	if hasTemplate(d.PodAnnotations, GatewayTemplate) {

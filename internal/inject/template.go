@@ -1,6 +1,7 @@
 package inject
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -65,6 +66,9 @@ type Params struct {
 	MeshID           string // default: the trust domain, as in Istio
 	LogLevel         string // proxy log level; empty: the proxy's default
 	Revision         string // control plane revision; default "default"
+	// Config is the istio-sidecar-injector configuration (policy,
+	// selectors, templates, values); nil: Istio's defaults.
+	Config *Config
 }
 
 // DefaultDiscoveryAddress is istiod's in-cluster xDS address. Skein serves
@@ -117,11 +121,13 @@ func Template(t *corev1.PodTemplateSpec, target Target, params Params) (Mode, er
 	mode := ModeFor(Decision{
 		Namespace: target.Namespace, NamespaceLabels: target.NamespaceLabels,
 		PodLabels: t.Labels, PodAnnotations: t.Annotations, HostNetwork: t.Spec.HostNetwork,
+		Config: params.Config,
 	})
 	if mode == None {
 		return None, nil
 	}
-	p := params.withDefaults()
+	original := t.DeepCopy()
+	p := params.withValues().withDefaults()
 	if img := t.Annotations[AnnotationProxyImage]; img != "" {
 		p.ProxyImage = img
 	}
@@ -163,8 +169,29 @@ func Template(t *corev1.PodTemplateSpec, target Target, params Params) (Mode, er
 			}
 		}
 	}
+	if err := proxyResources(&proxy, p.Config, t.Annotations); err != nil {
+		return None, err
+	}
+	if p.Config != nil && p.Config.Proxy.Privileged {
+		priv := true
+		if proxy.SecurityContext == nil {
+			proxy.SecurityContext = &corev1.SecurityContext{}
+		}
+		proxy.SecurityContext.Privileged = &priv
+	}
 	replaceOrAppend(&t.Spec.Containers, proxy)
+	if p.Config != nil && p.Config.Proxy.HoldApplicationUntilProxyStarts {
+		proxyFirst(&t.Spec)
+	}
 	addTokenVolume(&t.Spec)
+	if p.Config != nil {
+		for k, v := range p.Config.InjectedAnnotations {
+			t.Annotations[k] = v
+		}
+		if err := p.Config.overlay(t, mode, original, p.Revision); err != nil {
+			return None, err
+		}
+	}
 	t.Annotations[AnnotationStatus] = Status(mode, p.Revision)
 	return mode, nil
 }
@@ -335,6 +362,12 @@ func proxyContainer(spec *corev1.PodSpec, labels map[string]string, target Targe
 
 	pcJSON := "{}"
 	if b, err := protojson.Marshal(pc); err == nil && len(b) > 0 {
+		// protojson varies its spacing between builds; compact it so the
+		// pod spec (and goldens) are stable.
+		var buf bytes.Buffer
+		if json.Compact(&buf, b) == nil {
+			b = buf.Bytes()
+		}
 		pcJSON = string(b)
 	}
 	ports, _ := json.Marshal(appPorts(spec))

@@ -21,7 +21,11 @@ type NamespaceLabels func(namespace string) map[string]string
 type Webhook struct {
 	Params     Params
 	Namespaces NamespaceLabels
-	Log        *slog.Logger
+	// Config returns the current istio-sidecar-injector configuration
+	// (nil: Params.Config), so a changed ConfigMap applies to the next pod.
+	// An error denies the pod, naming the ConfigMap's problem.
+	Config func() (*Config, error)
+	Log    *slog.Logger
 }
 
 // maxReviewBytes bounds an AdmissionReview body (the API server's own limit
@@ -79,7 +83,17 @@ func (wh *Webhook) review(req *admissionv1.AdmissionRequest) *admissionv1.Admiss
 	if wh.Namespaces != nil {
 		nsLabels = wh.Namespaces(pod.Namespace)
 	}
-	mode, err := Pod(&pod, nsLabels, wh.Params)
+	params := wh.Params
+	if wh.Config != nil {
+		cfg, err := wh.Config()
+		if err != nil {
+			return deny(err.Error())
+		}
+		if cfg != nil {
+			params.Config = cfg
+		}
+	}
+	mode, err := Pod(&pod, nsLabels, params)
 	if err != nil {
 		return deny(err.Error())
 	}

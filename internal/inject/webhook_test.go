@@ -3,6 +3,7 @@ package inject
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -249,5 +250,62 @@ func TestWebhookBadRequests(t *testing.T) {
 		if rec.Code != tc.want {
 			t.Errorf("%s %s %q: status %d, want %d", tc.method, tc.ctype, tc.body, rec.Code, tc.want)
 		}
+	}
+}
+
+// The webhook reads the injector ConfigMap on every pod: a changed config
+// (the tutorial's resources template) applies to the next pod, and a broken
+// one denies pods naming it.
+func TestWebhookReadsInjectorConfig(t *testing.T) {
+	var (
+		cfg    *Config
+		cfgErr error
+	)
+	wh := &Webhook{Params: testParams, Namespaces: func(string) map[string]string { return enabled },
+		Config: func() (*Config, error) { return cfg, cfgErr }}
+	pod := &corev1.Pod{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Labels: map[string]string{"app": "web"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "example/web"}}},
+	}
+	proxyResources := func() string {
+		t.Helper()
+		out := postReview(t, wh, podReview(t, pod, "shop"))
+		if !out.Response.Allowed {
+			return "denied: " + out.Response.Result.Message
+		}
+		var ops []PatchOp
+		_ = json.Unmarshal(out.Response.Patch, &ops)
+		raw, _ := json.Marshal(pod)
+		var doc any
+		_ = json.Unmarshal(raw, &doc)
+		patched, err := applyPatch(doc, ops)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(patched)
+		var got corev1.Pod
+		_ = json.Unmarshal(b, &got)
+		for i := range got.Spec.Containers {
+			if got.Spec.Containers[i].Name == ProxyContainerName {
+				return resourcesString(&got.Spec.Containers[i])
+			}
+		}
+		return "no proxy"
+	}
+	if got := proxyResources(); got != "requests cpu=0 memory=0 limits cpu=0 memory=0" {
+		t.Errorf("without config: %s", got)
+	}
+	cfg = mustConfig(t, tutorialConfig, "")
+	if got := proxyResources(); got != "requests cpu=10m memory=40Mi limits cpu=100m memory=128Mi" {
+		t.Errorf("tutorial config: %s", got)
+	}
+	cfg = mustConfig(t, "policy: disabled\n", "")
+	if got := proxyResources(); got != "no proxy" {
+		t.Errorf("policy disabled: %s", got)
+	}
+	cfg, cfgErr = nil, errors.New("istio-sidecar-injector config: policy \"x\"")
+	if got := proxyResources(); !strings.Contains(got, "denied: injection failed: istio-sidecar-injector") {
+		t.Errorf("broken config: %s", got)
 	}
 }

@@ -44,8 +44,12 @@ type MirrorOptions struct {
 }
 
 // MeshConfigMap is the ConfigMap in the root namespace holding Istio's mesh
-// config; it is the only ConfigMap the control plane reads.
+// config; with InjectorConfigMap, the only ConfigMaps the control plane reads.
 const MeshConfigMap = "istio"
+
+// InjectorConfigMap is the sidecar injector's configuration (Istio's
+// istio-sidecar-injector), which the webhook reads.
+const InjectorConfigMap = "istio-sidecar-injector"
 
 // crdGVR is where the mirror learns which Istio kinds the cluster serves.
 var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
@@ -220,9 +224,9 @@ func (m *Mirror) startWatch(ctx context.Context, s *config.Schema, version strin
 	namespace, tweak := "", func(*metav1.ListOptions) {}
 	switch s.Kind {
 	case "ConfigMap":
-		// One object is read: ask for only that one.
+		// Only the root namespace's ConfigMaps (the mesh config and the
+		// injector's); wanted drops the others.
 		namespace = m.opts.RootNamespace
-		tweak = func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + MeshConfigMap }
 	case "Secret":
 		// Service-account token secrets are never TLS credentials.
 		tweak = func(o *metav1.ListOptions) { o.FieldSelector = "type!=kubernetes.io/service-account-token" }
@@ -404,7 +408,7 @@ func (m *Mirror) remove(s *config.Schema, obj any) {
 func (m *Mirror) wanted(s *config.Schema, u *unstructured.Unstructured) bool {
 	switch s.Kind {
 	case "ConfigMap":
-		return u.GetNamespace() == m.opts.RootNamespace && u.GetName() == MeshConfigMap
+		return u.GetNamespace() == m.opts.RootNamespace && (u.GetName() == MeshConfigMap || u.GetName() == InjectorConfigMap)
 	case "Secret":
 		return hasTLSMaterial(u)
 	}
