@@ -271,12 +271,17 @@ func emptySnapshot() *snapshot { return &snapshot{kinds: map[string]*kindSet{}} 
 
 func (s *snapshot) Revision() int64 { return s.rev }
 
+// List hands out the snapshot's own slice, shared by every reader of the
+// snapshot (translation of many proxies at once, the config API listing
+// it): immutable by contract, as are the objects. Readers never sort or
+// write it in place; they sort a copy (model.PushContext keeps its own
+// sorted indexes). Its capacity is capped, so an append copies.
 func (s *snapshot) List(kind string) []*config.Object {
 	ks := s.kinds[kind]
 	if ks == nil {
 		return nil
 	}
-	return ks.sorted[:len(ks.sorted):len(ks.sorted)] // appends by callers must copy
+	return ks.sorted[:len(ks.sorted):len(ks.sorted)]
 }
 
 func (s *snapshot) Get(key config.Key) (*config.Object, bool) {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -242,4 +243,63 @@ func lineDiff(a, b string) string {
 		fmt.Fprintf(&out, "%c %s\n", l.op, l.text)
 	}
 	return out.String()
+}
+
+// TestEnvoyFiltersSharedBetweenProxies: a push compiles each EnvoyFilter
+// once and every proxy it selects applies the same compiled patches, on
+// many goroutines at once. Applying must leave them as they were (run with
+// -race), and a proxy gets the same config however often it is generated.
+func TestEnvoyFiltersSharedBetweenProxies(t *testing.T) {
+	cases, err := filepath.Glob(filepath.Join("testdata", "envoyfilter", "*.yaml"))
+	if err != nil || len(cases) == 0 {
+		t.Fatalf("no cases: %v", err)
+	}
+	files := []string{"bookinfo-mesh.yaml", "tutorial-routing.yaml", "envoyfilter-shared.yaml"}
+	for _, c := range cases {
+		files = append(files, filepath.Join("envoyfilter", filepath.Base(c)))
+	}
+	pc := pushContext(t, files...)
+	proxies := []*model.Proxy{productpage, reviewsV1, ingress}
+	before := map[*model.EnvoyFilterPatch]proto.Message{}
+	for _, p := range proxies {
+		for _, w := range pc.EnvoyFilters(p) {
+			for _, patch := range w.Patches {
+				if patch.Value != nil {
+					before[patch] = proto.Clone(patch.Value)
+				}
+			}
+		}
+	}
+	if len(before) == 0 {
+		t.Fatal("no compiled patch values")
+	}
+	first := make([][]byte, len(proxies))
+	for i, p := range proxies {
+		first[i] = render(t, xds.Generate(pc, p))
+	}
+	var wg sync.WaitGroup
+	again := make([][][]byte, 4)
+	for g := range again {
+		again[g] = make([][]byte, len(proxies))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i, p := range proxies {
+				again[g][i] = render(t, xds.Generate(pc, p))
+			}
+		}()
+	}
+	wg.Wait()
+	for g := range again {
+		for i := range proxies {
+			if string(again[g][i]) != string(first[i]) {
+				t.Errorf("proxy %s: generation %d differs from the first", proxies[i].ID, g+2)
+			}
+		}
+	}
+	for patch, want := range before {
+		if !proto.Equal(patch.Value, want) {
+			t.Errorf("EnvoyFilter %s patch %d: applying it changed the compiled value", patch.Source, patch.Index)
+		}
+	}
 }
