@@ -42,9 +42,12 @@ var allowed = map[string][]string{
 	// The data plane knows Envoy protos only, never the control plane.
 	"internal/proxy/...": {"internal/proxy/..."},
 	"internal/dashboard": {"internal/apiclient", "internal/config", "internal/xdsserver"},
-	"internal/local":     {"internal/apiclient", "internal/config", "internal/dashboard", "internal/inject", "internal/install"},
-	// The node agent: a virtual kubelet running a cluster's pods with local's runner.
-	"internal/node":        {"internal/local"},
+	// Pods as local processes on loopback IPs, shared by skein up and
+	// skein node: no config, no API client, no dashboard.
+	"internal/kubelet": {"internal/inject"},
+	"internal/local":   {"internal/apiclient", "internal/config", "internal/dashboard", "internal/inject", "internal/install", "internal/kubelet"},
+	// The node agent: a virtual kubelet running a cluster's pods with internal/kubelet.
+	"internal/node":        {"internal/kubelet"},
 	"internal/cli":         {"..."}, // the command line wires everything
 	"samples/bookinfo/...": {},
 	"samples/addons":       {},
