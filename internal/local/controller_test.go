@@ -3,7 +3,6 @@ package local
 import (
 	"bytes"
 	"context"
-	"github.com/skein-mesh/skein/internal/kubelet"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/skein-mesh/skein/internal/config"
 	"github.com/skein-mesh/skein/internal/configapi"
 	"github.com/skein-mesh/skein/internal/configstore"
+	"github.com/skein-mesh/skein/internal/kubelet"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"

@@ -1,12 +1,12 @@
 package local
 
 import (
-	"github.com/skein-mesh/skein/internal/kubelet"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/skein-mesh/skein/internal/config"
+	"github.com/skein-mesh/skein/internal/kubelet"
 	corev1 "k8s.io/api/core/v1"
 )
 

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/skein-mesh/skein/internal/kubelet"
 	"net/netip"
 	"path/filepath"
 	"strconv"
@@ -15,6 +14,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/skein-mesh/skein/internal/kubelet"
 )
 
 // Istio's labels the injector adds to every injected pod.

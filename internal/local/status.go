@@ -2,11 +2,12 @@ package local
 
 import (
 	"fmt"
-	"github.com/skein-mesh/skein/internal/kubelet"
 	"io"
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/skein-mesh/skein/internal/kubelet"
 )
 
 // podInfos describes the running pods, sorted by namespace and name.

@@ -35,6 +35,7 @@ import (
 
 	"github.com/skein-mesh/skein/internal/config"
 	"github.com/skein-mesh/skein/internal/model"
+	"github.com/skein-mesh/skein/internal/proxy/nodemeta"
 
 	// Envoy config types EnvoyFilter patches commonly carry in typed_config
 	// "@type". They are registered so such patches parse here; whether the
@@ -263,17 +264,17 @@ func (g *generator) proxyMatches(p *efPatch) bool {
 	for k, want := range pm.GetMetadata() {
 		var got string
 		switch k {
-		case "NAMESPACE":
+		case nodemeta.KeyNamespace:
 			got = g.proxy.Namespace
-		case "SERVICE_ACCOUNT":
+		case nodemeta.KeyServiceAccount:
 			got = g.proxy.ServiceAccount
-		case "WORKLOAD_NAME":
+		case nodemeta.KeyWorkloadName:
 			got = g.proxy.WorkloadName
-		case "CLUSTER_ID":
+		case nodemeta.KeyClusterID:
 			got = g.proxy.ClusterID
-		case "INTERCEPTION_MODE":
+		case nodemeta.KeyInterceptionMode:
 			got = g.proxy.InterceptionMode
-		case "ISTIO_VERSION":
+		case nodemeta.KeyIstioVersion:
 			got = g.proxy.Version
 		default:
 			return false
