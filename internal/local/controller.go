@@ -11,8 +11,8 @@ import (
 
 	"github.com/skein-mesh/skein/internal/apiclient"
 	"github.com/skein-mesh/skein/internal/config"
+	"github.com/skein-mesh/skein/internal/kubelet"
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 )
 
 // store is the part of the config API the controller needs;
@@ -27,7 +27,7 @@ type store interface {
 // managedPod is a pod of the controller together with what it last
 // published about it.
 type managedPod struct {
-	*pod
+	*kubelet.Pod
 	published      int64 // state version last applied to the store; 0 = never
 	publishedReady bool
 	printedReason  string // last not-running reason printed, to print each once
@@ -40,14 +40,14 @@ type managedPod struct {
 // which take c.mu.
 type controller struct {
 	api     store
-	alloc   *ipAllocator
+	alloc   *kubelet.IPAllocator
 	planner *planner
 	log     *slog.Logger
 	out     *statusPrinter
 	logDir  string
-	backoff backoff
+	backoff kubelet.Backoff
 	grace   time.Duration
-	probe   probeConfig
+	probe   kubelet.ProbeConfig
 	dirs    func(namespace, name string) string // working directory of a Deployment
 	resync  time.Duration
 	tokens  *tokenWriter // nil: proxies get no workload token
@@ -126,7 +126,7 @@ func (c *controller) reconcile(ctx context.Context) error {
 		c.reportDeployment(key, err)
 	}
 	for _, mp := range c.snapshot() {
-		if !wanted[podKey(mp.plan.Namespace, mp.plan.Deployment)] {
+		if !wanted[podKey(mp.Plan().Namespace, mp.Plan().Deployment)] {
 			c.terminate(ctx, mp, true)
 		}
 	}
@@ -169,10 +169,10 @@ func (c *controller) scale(ctx context.Context, d *appsv1.Deployment, nsLabels m
 	hash := templateHash(&d.Spec.Template)
 	var current, old []*managedPod
 	for _, mp := range c.snapshot() {
-		if mp.plan.Namespace != d.Namespace || mp.plan.Deployment != d.Name {
+		if mp.Plan().Namespace != d.Namespace || mp.Plan().Deployment != d.Name {
 			continue
 		}
-		if mp.plan.TemplateHash == hash {
+		if mp.Plan().TemplateHash == hash {
 			current = append(current, mp)
 		} else {
 			old = append(old, mp)
@@ -218,7 +218,7 @@ func sortForRemoval(pods []*managedPod) {
 		if ri.Ready != rj.Ready {
 			return !ri.Ready
 		}
-		return pods[i].plan.Created.After(pods[j].plan.Created)
+		return pods[i].Plan().Created.After(pods[j].Plan().Created)
 	})
 }
 
@@ -231,9 +231,9 @@ func (c *controller) create(d *appsv1.Deployment, hash string, nsLabels map[stri
 		PodAnnotations:  d.Spec.Template.Annotations,
 		HostNetwork:     d.Spec.Template.Spec.HostNetwork,
 	})
-	ports := append([]int(nil), containerPorts(&d.Spec.Template.Spec)...)
+	ports := append([]int(nil), kubelet.ContainerPorts(&d.Spec.Template.Spec)...)
 	if mode != noProxy {
-		ports = append(ports, proxyPorts...)
+		ports = append(ports, kubelet.ProxyPorts...)
 	}
 	podIP, appIP, err := c.alloc.Allocate(mode == sidecarProxy, ports)
 	if err != nil {
@@ -247,34 +247,22 @@ func (c *controller) create(d *appsv1.Deployment, hash string, nsLabels map[stri
 		Dir: c.dirs(d.Namespace, d.Name), Created: time.Now(),
 	})
 	c.log.Info("starting pod", "pod", podKey(plan.Namespace, name), "ip", podIP, "proxy", mode)
-	mp := &managedPod{pod: startPod(plan, c.logDir, c.backoff, c.grace, c.probe, c.log, c.notifyChanged)}
+	mp := &managedPod{Pod: kubelet.StartPod(plan, c.logDir, c.backoff, c.grace, c.probe, c.log, c.notifyChanged)}
 	c.mu.Lock()
 	c.pods[podKey(plan.Namespace, name)] = mp
 	c.mu.Unlock()
 	return mp, nil
 }
 
-func containerPorts(spec *corev1.PodSpec) []int {
-	var ports []int
-	for _, c := range spec.Containers {
-		for _, p := range c.Ports {
-			if p.Protocol == "" || p.Protocol == corev1.ProtocolTCP {
-				ports = append(ports, int(p.ContainerPort))
-			}
-		}
-	}
-	return ports
-}
-
 // terminate removes a pod: first from the store (so the mesh stops sending
 // it traffic), then its processes, in the background.
 func (c *controller) terminate(ctx context.Context, mp *managedPod, deleteFromStore bool) {
-	key := podKey(mp.plan.Namespace, mp.plan.Name)
+	key := podKey(mp.Plan().Namespace, mp.Plan().Name)
 	c.mu.Lock()
 	delete(c.pods, key)
 	c.mu.Unlock()
 	if deleteFromStore && mp.published > 0 {
-		if err := c.deletePods(ctx, []config.Key{{Kind: "Pod", Namespace: mp.plan.Namespace, Name: mp.plan.Name}}); err != nil {
+		if err := c.deletePods(ctx, []config.Key{{Kind: "Pod", Namespace: mp.Plan().Namespace, Name: mp.Plan().Name}}); err != nil {
 			c.log.Warn("could not delete pod from the store", "pod", key, "error", err)
 		}
 	}
@@ -282,10 +270,10 @@ func (c *controller) terminate(ctx context.Context, mp *managedPod, deleteFromSt
 	c.terminating.Add(1)
 	go func() {
 		defer c.terminating.Done()
-		mp.stop(context.WithoutCancel(ctx))
-		c.alloc.Release(mp.plan.PodIP)
+		mp.Stop(context.WithoutCancel(ctx))
+		c.alloc.Release(mp.Plan().PodIP)
 		if c.tokens != nil {
-			c.tokens.remove(mp.plan.Namespace, mp.plan.Name)
+			c.tokens.remove(mp.Plan().Namespace, mp.Plan().Name)
 		}
 	}()
 }
@@ -295,7 +283,7 @@ func (c *controller) terminate(ctx context.Context, mp *managedPod, deleteFromSt
 func (c *controller) publish(ctx context.Context) {
 	type pending struct {
 		mp      *managedPod
-		st      podState
+		st      kubelet.PodState
 		version int64
 	}
 	var todo []pending
@@ -308,7 +296,7 @@ func (c *controller) publish(ctx context.Context) {
 			continue
 		}
 		todo = append(todo, pending{mp, st, v})
-		objs = append(objs, podObject(mp.plan, st))
+		objs = append(objs, podObject(mp.Plan(), st))
 	}
 	if len(objs) > 0 {
 		if _, err := c.api.Apply(ctx, objs); err != nil {
@@ -320,13 +308,13 @@ func (c *controller) publish(ctx context.Context) {
 		first := p.mp.published == 0
 		p.mp.published = p.version
 		if p.st.Ready != p.mp.publishedReady || (first && p.st.Ready) {
-			c.out.pod(p.mp.plan, p.st)
+			c.out.pod(p.mp.Plan(), p.st)
 		}
 		p.mp.publishedReady = p.st.Ready
 		c.issueToken(ctx, p.mp)
 		for _, cs := range p.st.Containers {
-			if cs.Reason != "" && cs.Reason != p.mp.printedReason && cs.Reason != reasonCrashLoop {
-				c.out.printf("pod %s/%s container %s: %s: %s\n", p.mp.plan.Namespace, p.mp.plan.Name, cs.Name, cs.Reason, cs.Message)
+			if cs.Reason != "" && cs.Reason != p.mp.printedReason && cs.Reason != kubelet.ReasonCrashLoop {
+				c.out.printf("pod %s/%s container %s: %s: %s\n", p.mp.Plan().Namespace, p.mp.Plan().Name, cs.Name, cs.Reason, cs.Message)
 				p.mp.printedReason = cs.Reason
 			}
 		}
@@ -342,11 +330,11 @@ func (c *controller) publish(ctx context.Context) {
 
 // issueToken gives a registered pod's proxy its workload token (once).
 func (c *controller) issueToken(ctx context.Context, mp *managedPod) {
-	if c.tokens == nil || mp.tokenIssued || mp.plan.Mode == noProxy {
+	if c.tokens == nil || mp.tokenIssued || mp.Plan().Mode == noProxy {
 		return
 	}
-	if err := c.tokens.issue(ctx, mp.plan.Namespace, mp.plan.Name); err != nil {
-		c.log.Warn("no workload token yet; will retry", "pod", podKey(mp.plan.Namespace, mp.plan.Name), "error", err)
+	if err := c.tokens.issue(ctx, mp.Plan().Namespace, mp.Plan().Name); err != nil {
+		c.log.Warn("no workload token yet; will retry", "pod", podKey(mp.Plan().Namespace, mp.Plan().Name), "error", err)
 		return
 	}
 	mp.tokenIssued = true
@@ -446,7 +434,7 @@ func (c *controller) shutdown(ctx context.Context) error {
 	var keys []config.Key
 	for _, mp := range pods {
 		if mp.published > 0 {
-			keys = append(keys, config.Key{Kind: "Pod", Namespace: mp.plan.Namespace, Name: mp.plan.Name})
+			keys = append(keys, config.Key{Kind: "Pod", Namespace: mp.Plan().Namespace, Name: mp.Plan().Name})
 		}
 	}
 	err := c.deletePods(ctx, keys)

@@ -14,6 +14,7 @@ import (
 	"github.com/skein-mesh/skein/internal/config"
 	"github.com/skein-mesh/skein/internal/configapi"
 	"github.com/skein-mesh/skein/internal/configstore"
+	"github.com/skein-mesh/skein/internal/kubelet"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -56,16 +57,16 @@ func newControllerHarness(t *testing.T) *controllerHarness {
 	exe, _ := os.Executable()
 	dir := t.TempDir()
 	c := &controller{
-		api: api, alloc: newIPAllocator(),
+		api: api, alloc: kubelet.NewIPAllocator(),
 		planner: &planner{
 			Executable: exe, DiscoveryAddr: "127.0.0.1:1", IngressAddress: "127.0.0.1",
 			HostEnv: os.Environ(), LookPath: func(string) (string, error) { return "", os.ErrNotExist },
 			ConfigMaps: noConfigMaps,
 		},
 		log: discardLogger(), out: &statusPrinter{w: out}, logDir: dir,
-		backoff: backoff{Initial: 100 * time.Millisecond, Max: time.Second},
+		backoff: kubelet.Backoff{Initial: 100 * time.Millisecond, Max: time.Second},
 		grace:   2 * time.Second,
-		probe:   probeConfig{Interval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond},
+		probe:   kubelet.ProbeConfig{Interval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond},
 		resync:  time.Second,
 		dirs:    func(string, string) string { return dir },
 		pods:    map[string]*managedPod{}, deployErrs: map[string]string{},
@@ -214,7 +215,7 @@ func TestControllerReportsUnrunnableContainers(t *testing.T) {
 	})
 	for _, p := range pods {
 		w := p.Status.ContainerStatuses[0].State.Waiting
-		if podReady(p) || p.Status.Phase != corev1.PodPending || w.Reason != reasonConfigError || !strings.Contains(w.Message, "has no command") {
+		if podReady(p) || p.Status.Phase != corev1.PodPending || w.Reason != kubelet.ReasonConfigError || !strings.Contains(w.Message, "has no command") {
 			t.Errorf("broken pod status = %+v", p.Status)
 		}
 	}

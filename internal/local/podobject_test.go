@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/skein-mesh/skein/internal/config"
+	"github.com/skein-mesh/skein/internal/kubelet"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -15,7 +16,7 @@ func TestPodObject(t *testing.T) {
 		PodIP: netip.MustParseAddr("127.1.0.4"), AppIP: netip.MustParseAddr("127.2.0.4"), Created: time.Unix(1000, 0),
 	})
 	started := time.Unix(1001, 0)
-	st := podState{Ready: false, Containers: []containerState{
+	st := kubelet.PodState{Ready: false, Containers: []kubelet.ContainerState{
 		{Name: "details", Running: true, Ready: true, RestartCount: 2, StartedAt: started, LastExit: "exit status 1", LastExitAt: started},
 		{Name: "istio-proxy", IsProxy: true, Reason: "CrashLoopBackOff", Message: "last exit: signal: killed", RestartCount: 1},
 	}}

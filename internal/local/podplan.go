@@ -14,6 +14,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/skein-mesh/skein/internal/kubelet"
 )
 
 // Istio's labels the injector adds to every injected pod.
@@ -27,58 +29,9 @@ const (
 	annotationRunner = "local.skein.dev/runner"
 	adminPort        = 15000
 	localNodeName    = "local"
-	localHostIP      = "127.0.0.1"
 )
 
-// builtinPrograms are programs of the skein binary a container may name as
-// its command[0] when no such executable is on PATH: `bookinfo details`
-// runs as `<skein> bookinfo details`. The value is the subcommand prefix.
-var builtinPrograms = map[string][]string{
-	"bookinfo": {"bookinfo"},
-	"skein":    nil,
-}
-
-// podPlan is everything decided about one pod before it starts; it does
-// not change afterwards.
-type podPlan struct {
-	Deployment   string // name of the owning Deployment
-	Name         string
-	Namespace    string
-	UID          string
-	TemplateHash string
-	Mode         proxyMode
-	PodIP        netip.Addr
-	AppIP        netip.Addr // valid only with a sidecar
-	Dir          string     // working directory of the app containers
-	Created      time.Time
-	// Pod is the Kubernetes Pod as registered in the store, status aside.
-	Pod        *corev1.Pod
-	Containers []containerPlan
-	Restart    restartPolicy
-}
-
-// containerPlan is one process of a pod, or the reason it cannot run.
-type containerPlan struct {
-	Name    string
-	Argv    []string
-	Env     []string
-	Dir     string
-	Ports   []int // TCP ports that must accept connections for readiness
-	ProbeIP netip.Addr
-	IsProxy bool
-	// HTTPProbe replaces the default readiness check with the container's
-	// readinessProbe httpGet, when it has one.
-	HTTPProbe *httpProbe
-	Err       error // a configuration error: the container is never started
-}
-
-// httpProbe is a readinessProbe's httpGet on the container's address.
-type httpProbe struct {
-	Port int
-	Path string
-}
-
-// planner turns a Deployment's pod template into a podPlan.
+// planner turns a Deployment's pod template into a kubelet.Plan.
 type planner struct {
 	Executable     string // the skein binary
 	DiscoveryAddr  string // xDS address handed to proxies
@@ -87,7 +40,7 @@ type planner struct {
 	TokenDir       string // proxies read their token from TokenDir/<ns>/<pod> (empty: none)
 	HostEnv        []string
 	LookPath       func(string) (string, error)
-	ConfigMaps     configMapLookup
+	ConfigMaps     kubelet.ConfigMapLookup
 }
 
 // podInstance are the per-pod choices made by the controller.
@@ -100,7 +53,7 @@ type podInstance struct {
 }
 
 // plan describes how to run one pod of d.
-func (pl *planner) plan(d *appsv1.Deployment, in podInstance) *podPlan {
+func (pl *planner) plan(d *appsv1.Deployment, in podInstance) *kubelet.Plan {
 	tmpl := d.Spec.Template.DeepCopy()
 	hash := templateHash(&d.Spec.Template)
 	sa := tmpl.Spec.ServiceAccountName
@@ -121,15 +74,15 @@ func (pl *planner) plan(d *appsv1.Deployment, in podInstance) *podPlan {
 		addInjectedLabels(labels, d.Name, in.Mode)
 		annotations[annotationSidecarStatus] = sidecarStatus(in.Mode)
 	}
-	p := &podPlan{
+	p := &kubelet.Plan{
 		Deployment: d.Name, Name: in.Name, Namespace: d.Namespace, UID: in.UID,
 		TemplateHash: hash, Mode: in.Mode, PodIP: in.PodIP, AppIP: in.AppIP,
 		Dir: in.Dir, Created: in.Created,
 	}
-	id := podIdentity{
+	id := kubelet.Identity{
 		Name: in.Name, Namespace: d.Namespace, UID: in.UID, ServiceAccount: sa,
 		NodeName: localNodeName, Labels: labels, Annotations: annotations,
-		PodIP: in.PodIP, AppIP: in.AppIP, HostIP: localHostIP, Sidecar: in.Mode == sidecarProxy,
+		PodIP: in.PodIP, AppIP: in.AppIP, HostIP: kubelet.HostIP, Sidecar: in.Mode == sidecarProxy,
 	}
 	appListen := in.PodIP
 	if in.Mode == sidecarProxy {
@@ -180,8 +133,8 @@ func (pl *planner) plan(d *appsv1.Deployment, in podInstance) *podPlan {
 }
 
 // appContainer plans one of the pod's own containers.
-func (pl *planner) appContainer(id podIdentity, c *corev1.Container, dir string) containerPlan {
-	cp := containerPlan{Name: c.Name, Dir: dir}
+func (pl *planner) appContainer(id kubelet.Identity, c *corev1.Container, dir string) kubelet.ContainerPlan {
+	cp := kubelet.ContainerPlan{Name: c.Name, Dir: dir}
 	for _, port := range c.Ports {
 		if port.Protocol == "" || port.Protocol == corev1.ProtocolTCP {
 			cp.Ports = append(cp.Ports, int(port.ContainerPort))
@@ -191,20 +144,20 @@ func (pl *planner) appContainer(id podIdentity, c *corev1.Container, dir string)
 		cp.Err = fmt.Errorf("container %q has no command: the local runner runs programs, not images (image %q), so set command", c.Name, c.Image)
 		return cp
 	}
-	vars, err := containerEnv(id, c, pl.ConfigMaps)
+	vars, err := kubelet.ContainerEnv(id, c, pl.ConfigMaps)
 	if err != nil {
 		cp.Err = fmt.Errorf("container %q: %w", c.Name, err)
 		return cp
 	}
-	lookup := envLookup(vars)
+	lookup := kubelet.EnvLookup(vars)
 	argv := make([]string, 0, len(c.Command)+len(c.Args))
 	for _, s := range append(append([]string(nil), c.Command...), c.Args...) {
-		argv = append(argv, expandVars(s, lookup))
+		argv = append(argv, kubelet.ExpandVars(s, lookup))
 	}
 	if c.WorkingDir != "" {
 		cp.Dir = c.WorkingDir
 	}
-	resolved, err := pl.resolve(argv)
+	resolved, err := kubelet.Resolve(pl.Executable, pl.LookPath, argv)
 	if err != nil {
 		cp.Err = fmt.Errorf("container %q: %w", c.Name, err)
 		return cp
@@ -212,33 +165,15 @@ func (pl *planner) appContainer(id podIdentity, c *corev1.Container, dir string)
 	cp.Argv = resolved
 	var drop []string
 	if id.Sidecar {
-		drop = sidecarDropEnv
+		drop = kubelet.SidecarDropEnv
 	}
-	cp.Env = processEnv(pl.HostEnv, vars, drop)
+	cp.Env = kubelet.ProcessEnv(pl.HostEnv, vars, drop)
 	return cp
-}
-
-// resolve finds argv[0]: a path is used as is (relative to the working
-// directory), a bare name is looked up on PATH and then among the skein
-// binary's built-in programs.
-func (pl *planner) resolve(argv []string) ([]string, error) {
-	name := argv[0]
-	if strings.ContainsRune(name, '/') {
-		return argv, nil
-	}
-	if path, err := pl.LookPath(name); err == nil {
-		return append([]string{path}, argv[1:]...), nil
-	}
-	if prefix, ok := builtinPrograms[name]; ok {
-		out := append([]string{pl.Executable}, prefix...)
-		return append(out, argv[1:]...), nil
-	}
-	return nil, fmt.Errorf("executable %q not found in $PATH and not a built-in program of skein (%s)", name, strings.Join(sortedKeys(builtinPrograms), ", "))
 }
 
 // proxyContainer plans the sidecar or gateway proxy: `skein proxy sidecar`
 // or `skein proxy router` with the pod's identity.
-func (pl *planner) proxyContainer(id podIdentity, labels map[string]string, d *appsv1.Deployment, mode proxyMode) containerPlan {
+func (pl *planner) proxyContainer(id kubelet.Identity, labels map[string]string, d *appsv1.Deployment, mode proxyMode) kubelet.ContainerPlan {
 	argv := []string{pl.Executable, "proxy", "sidecar"}
 	if mode == gatewayProxy {
 		bind := id.PodIP.String()
@@ -263,17 +198,17 @@ func (pl *planner) proxyContainer(id podIdentity, labels map[string]string, d *a
 	if pl.TokenDir != "" {
 		argv = append(argv, "--token-file", filepath.Join(pl.TokenDir, id.Namespace, id.Name))
 	}
-	vars := runnerEnv(podIdentity{Name: id.Name, Namespace: id.Namespace, ServiceAccount: id.ServiceAccount, PodIP: id.PodIP, AppIP: id.AppIP})
+	vars := kubelet.RunnerEnv(kubelet.Identity{Name: id.Name, Namespace: id.Namespace, ServiceAccount: id.ServiceAccount, PodIP: id.PodIP, AppIP: id.AppIP})
 	if pl.LogLevel != "" {
-		vars = append(vars, envVar{"SKEIN_LOG_LEVEL", pl.LogLevel})
+		vars = append(vars, kubelet.EnvVar{Name: "SKEIN_LOG_LEVEL", Value: pl.LogLevel})
 	}
 	// The proxy dials upstreams itself; a host proxy setting must not
 	// redirect it.
 	drop := []string{"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"}
-	return containerPlan{
+	return kubelet.ContainerPlan{
 		Name:    proxyContainerName,
 		Argv:    argv,
-		Env:     processEnv(pl.HostEnv, vars, drop),
+		Env:     kubelet.ProcessEnv(pl.HostEnv, vars, drop),
 		IsProxy: true,
 		ProbeIP: id.PodIP,
 	}

@@ -142,7 +142,9 @@ func TestPlanContainerErrors(t *testing.T) {
 	}{
 		{"no command", func(c *corev1.Container) { c.Command = nil }, `container "details" has no command`},
 		{"unknown program", func(c *corev1.Container) { c.Command = []string{"nosuchprog"} }, `executable "nosuchprog" not found in $PATH and not a built-in`},
-		{"bad env", func(c *corev1.Container) { c.Env = []corev1.EnvVar{{Name: "X", ValueFrom: fieldRef("spec.nope")}} }, "unsupported fieldPath"},
+		{"bad env", func(c *corev1.Container) {
+			c.Env = []corev1.EnvVar{{Name: "X", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nope"}}}}
+		}, "unsupported fieldPath"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

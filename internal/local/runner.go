@@ -19,6 +19,7 @@ import (
 	"github.com/skein-mesh/skein/internal/apiclient"
 	"github.com/skein-mesh/skein/internal/config"
 	"github.com/skein-mesh/skein/internal/dashboard"
+	"github.com/skein-mesh/skein/internal/kubelet"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -115,7 +116,7 @@ type Runner struct {
 	opts      Options
 	log       *slog.Logger
 	api       *apiclient.Client
-	discovery *process
+	discovery *kubelet.Process
 	ctrl      *controller
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -162,14 +163,14 @@ func Start(ctx context.Context, opts Options) (*Runner, error) {
 	out := &statusPrinter{w: opts.Out}
 	r.ctrl = &controller{
 		api:   r.api,
-		alloc: newIPAllocator(),
+		alloc: kubelet.NewIPAllocator(),
 		planner: &planner{
 			Executable: opts.Executable, DiscoveryAddr: opts.GRPCAddr, IngressAddress: opts.IngressAddress,
 			LogLevel: opts.LogLevel, HostEnv: os.Environ(), LookPath: exec.LookPath,
 			ConfigMaps: r.configMap, TokenDir: filepath.Join(opts.DataDir, "tokens"),
 		},
 		log: opts.Logger, out: out, logDir: logDir,
-		backoff: defaultBackoff, grace: defaultGracePeriod, probe: defaultProbe, resync: resyncInterval,
+		backoff: kubelet.DefaultBackoff, grace: kubelet.DefaultGracePeriod, probe: kubelet.DefaultProbe, resync: resyncInterval,
 		dirs: func(ns, name string) string {
 			if d, ok := dirs[podKey(ns, name)]; ok {
 				return d
@@ -314,17 +315,17 @@ func (r *Runner) startDiscovery(ctx context.Context, logDir string) error {
 	}
 	env := os.Environ()
 	if r.opts.LogLevel != "" {
-		env = processEnv(env, []envVar{{"SKEIN_LOG_LEVEL", r.opts.LogLevel}}, nil)
+		env = kubelet.ProcessEnv(env, []kubelet.EnvVar{{Name: "SKEIN_LOG_LEVEL", Value: r.opts.LogLevel}}, nil)
 	}
 	logPath := filepath.Join(logDir, "discovery.log")
-	proc, err := startProcess(processSpec{
+	proc, err := kubelet.StartProcess(kubelet.ProcessSpec{
 		Name: "discovery",
 		Argv: []string{r.opts.Executable, "discovery",
 			"--store-dir", storeDir, "--ca-dir", filepath.Join(r.opts.DataDir, "ca"),
 			"--grpc-addr", r.opts.GRPCAddr, "--http-addr", r.opts.HTTPAddr},
 		Env:     env,
 		LogPath: logPath,
-		Backoff: defaultBackoff,
+		Backoff: kubelet.DefaultBackoff,
 	}, r.log, nil)
 	if err != nil {
 		return fmt.Errorf("starting discovery: %w", err)

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/skein-mesh/skein/internal/kubelet"
 )
 
 // podInfos describes the running pods, sorted by namespace and name.
@@ -16,11 +18,11 @@ func (c *controller) podInfos() []PodInfo {
 		mp := pods[key]
 		st, _ := mp.State()
 		info := PodInfo{
-			Namespace: mp.plan.Namespace, Name: mp.plan.Name, Deployment: mp.plan.Deployment,
-			PodIP: mp.plan.PodIP, AppIP: mp.plan.AppIP, Ready: st.Ready,
+			Namespace: mp.Plan().Namespace, Name: mp.Plan().Name, Deployment: mp.Plan().Deployment,
+			PodIP: mp.Plan().PodIP, AppIP: mp.Plan().AppIP, Ready: st.Ready,
 		}
-		if mp.plan.Mode != noProxy {
-			info.Proxy = mp.plan.Mode.String()
+		if mp.Plan().Mode != noProxy {
+			info.Proxy = mp.Plan().Mode.String()
 		}
 		for _, c := range st.Containers {
 			ci := ContainerInfo{Name: c.Name, Ready: c.Ready, Running: c.Running, RestartCount: c.RestartCount}
@@ -80,14 +82,14 @@ func (p *statusPrinter) printf(format string, args ...any) {
 	fmt.Fprintf(p.w, format, args...)
 }
 
-func (p *statusPrinter) pod(plan *podPlan, st podState) {
+func (p *statusPrinter) pod(plan *kubelet.Plan, st kubelet.PodState) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.header {
 		fmt.Fprintf(p.w, "%-12s %-48s %-6s %s\n", "NAMESPACE", "NAME", "READY", "IP")
 		p.header = true
 	}
-	r, t := st.readyCount()
+	r, t := st.ReadyCount()
 	fmt.Fprintf(p.w, "%-12s %-48s %-6s %s\n", plan.Namespace, plan.Name, fmt.Sprintf("%d/%d", r, t), plan.PodIP)
 }
 

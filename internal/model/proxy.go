@@ -5,7 +5,8 @@ import (
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/skein-mesh/skein/internal/proxy/nodemeta"
 )
 
 // ProxyType is a proxy's role, the first field of Istio's node ID.
@@ -55,33 +56,24 @@ func ParseNode(node *corev3.Node) (*Proxy, error) {
 	} else {
 		p.PodName = parts[2]
 	}
-	md := node.GetMetadata().GetFields()
-	str := func(k string) string { return md[k].GetStringValue() }
-	if ns := str("NAMESPACE"); ns != "" {
-		p.Namespace = ns
+	md := nodemeta.FromStruct(node.GetMetadata())
+	if md.Namespace != "" {
+		p.Namespace = md.Namespace
 	}
 	if p.Namespace == "" {
 		return nil, fmt.Errorf("node id %q: no namespace", node.GetId())
 	}
-	p.ServiceAccount = str("SERVICE_ACCOUNT")
-	p.WorkloadName = str("WORKLOAD_NAME")
-	p.ClusterID = str("CLUSTER_ID")
-	p.InterceptionMode = str("INTERCEPTION_MODE")
-	p.AppIP = str("APP_IP")
-	p.Version = str("ISTIO_VERSION")
-	p.Labels = structLabels(md["LABELS"])
-	if ips := str("INSTANCE_IPS"); ips != "" && p.IP == "" {
-		p.IP = strings.Split(ips, ",")[0]
+	p.ServiceAccount = md.ServiceAccount
+	p.WorkloadName = md.WorkloadName
+	p.ClusterID = md.ClusterID
+	p.InterceptionMode = md.InterceptionMode
+	p.AppIP = md.AppIP
+	p.Version = md.IstioVersion
+	p.Labels = md.Labels
+	if len(md.InstanceIPs) > 0 && p.IP == "" {
+		p.IP = md.InstanceIPs[0]
 	}
 	return p, nil
-}
-
-func structLabels(v *structpb.Value) map[string]string {
-	out := map[string]string{}
-	for k, lv := range v.GetStructValue().GetFields() {
-		out[k] = lv.GetStringValue()
-	}
-	return out
 }
 
 // FQDNSuffix is the cluster DNS suffix for a namespace.

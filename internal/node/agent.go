@@ -1,6 +1,6 @@
 // Package node is the node agent `skein node`: a virtual kubelet that joins
 // a Kubernetes cluster as a Node and runs the pods scheduled to it as
-// local processes on loopback pod IPs, with internal/local's Kubelet (the
+// local processes on loopback pod IPs, with internal/kubelet (the
 // same runner as `skein up`). It registers the Node and keeps its Lease
 // fresh, watches its pods with a dynamic informer, prepares their volumes
 // (service-account tokens from the TokenRequest API among them), reports
@@ -19,7 +19,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/skein-mesh/skein/internal/local"
+	"github.com/skein-mesh/skein/internal/kubelet"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -50,9 +50,9 @@ type Options struct {
 	DataDir string
 	// Version is reported as the node's kubelet version.
 	Version string
-	// Kubelet runs the pods; default a local.Kubelet with the running
+	// Kubelet runs the pods; default a kubelet.Kubelet with the running
 	// executable and a minimal host environment.
-	Kubelet *local.Kubelet
+	Kubelet *kubelet.Kubelet
 	Logger  *slog.Logger
 	// MaxPods is the node's pod capacity (default 110, the kubelet's).
 	MaxPods int
@@ -71,7 +71,7 @@ type Agent struct {
 	opts    Options
 	dc      dynamic.Interface
 	log     *slog.Logger
-	kubelet *local.Kubelet
+	kubelet *kubelet.Kubelet
 	queue   *queue
 	pods    cache.Indexer // the informer's store of this node's pods
 
@@ -86,7 +86,7 @@ type Agent struct {
 // podEntry is a pod the agent has started (or tried to).
 type podEntry struct {
 	uid      types.UID
-	rp       *local.RunningPod // nil when the pod could not start
+	rp       *kubelet.RunningPod // nil when the pod could not start
 	dir      string
 	tokens   []*projectedToken
 	reported string // JSON of the status last written to the API server
@@ -127,7 +127,7 @@ func New(opts Options) (*Agent, error) {
 	k := opts.Kubelet
 	if k == nil {
 		var err error
-		k, err = local.NewKubelet(local.KubeletOptions{
+		k, err = kubelet.New(kubelet.Options{
 			NodeName: opts.NodeName, LogDir: filepath.Join(opts.DataDir, "logs"),
 			HostEnv: hostEnv(os.Environ()), Logger: opts.Logger,
 		})
@@ -325,7 +325,7 @@ func (a *Agent) start(ctx context.Context, key string, pod *corev1.Pod) *podEntr
 		a.queue.addAfter(key, 5*time.Second)
 		return e
 	}
-	rp, err := a.kubelet.Run(pod, local.PodResources{
+	rp, err := a.kubelet.Run(pod, kubelet.PodResources{
 		ConfigMaps: a.configMap, Volumes: volumes, Dir: e.dir,
 	}, func() { a.queue.add(key) })
 	if err != nil {

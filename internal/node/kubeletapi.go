@@ -21,7 +21,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/skein-mesh/skein/internal/local"
+	"github.com/skein-mesh/skein/internal/kubelet"
 )
 
 // The kubelet API the API server proxies `kubectl logs` and `kubectl
@@ -180,7 +180,7 @@ func (a *Agent) checkContainer(ns, name, container string) (string, int) {
 }
 
 // runningPod is the pod the agent still runs, nil if none.
-func (a *Agent) runningPod(ns, name string) *local.RunningPod {
+func (a *Agent) runningPod(ns, name string) *kubelet.RunningPod {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	e, ok := a.running[ns+"/"+name]

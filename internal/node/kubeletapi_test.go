@@ -19,7 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/skein-mesh/skein/internal/local"
+	"github.com/skein-mesh/skein/internal/kubelet"
 )
 
 // logAgent is an agent whose informer store holds one pod (containers app
@@ -87,7 +87,7 @@ func TestContainerLogs(t *testing.T) {
 // the stream ends once the pod no longer runs.
 func TestContainerLogsFollow(t *testing.T) {
 	a, path := logAgent(t, "first\n")
-	a.running["bookinfo/productpage-v1-x"] = &podEntry{rp: &local.RunningPod{}}
+	a.running["bookinfo/productpage-v1-x"] = &podEntry{rp: &kubelet.RunningPod{}}
 	srv := httptest.NewServer(a.kubeletHandler())
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

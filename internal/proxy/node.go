@@ -6,7 +6,8 @@ import (
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/skein-mesh/skein/internal/proxy/nodemeta"
 )
 
 // Mode is the proxy type, the first field of Istio's node id.
@@ -25,38 +26,26 @@ func (o *Options) NodeID() string {
 }
 
 // Node builds the xDS node with Istio's metadata keys.
-func (o *Options) Node() (*corev3.Node, error) {
-	labels := make(map[string]any, len(o.Labels))
-	for k, v := range o.Labels {
-		labels[k] = v
-	}
-	meta := map[string]any{
-		"NAMESPACE":         o.Namespace,
-		"NAME":              o.PodName,
-		"LABELS":            labels,
-		"INSTANCE_IPS":      o.PodIP,
-		"SERVICE_ACCOUNT":   o.ServiceAccount,
-		"WORKLOAD_NAME":     o.WorkloadName,
-		"CLUSTER_ID":        o.ClusterID,
-		"INTERCEPTION_MODE": "NONE",
-		// Istio's key for the proxy version; EnvoyFilter proxyVersion
-		// matches and proxy-status read it.
-		"ISTIO_VERSION": o.Version,
-	}
-	if o.AppIP != "" {
-		meta["APP_IP"] = o.AppIP
-	}
-	s, err := structpb.NewStruct(meta)
-	if err != nil {
-		return nil, fmt.Errorf("node metadata: %w", err)
+func (o *Options) Node() *corev3.Node {
+	meta := nodemeta.Metadata{
+		Name:             o.PodName,
+		Namespace:        o.Namespace,
+		Labels:           o.Labels,
+		InstanceIPs:      []string{o.PodIP},
+		ServiceAccount:   o.ServiceAccount,
+		WorkloadName:     o.WorkloadName,
+		ClusterID:        o.ClusterID,
+		InterceptionMode: nodemeta.InterceptionNone,
+		IstioVersion:     o.Version,
+		AppIP:            o.AppIP,
 	}
 	return &corev3.Node{
 		Id:                   o.NodeID(),
 		Cluster:              o.WorkloadName + "." + o.Namespace,
-		Metadata:             s,
+		Metadata:             meta.ToStruct(),
 		UserAgentName:        "skein-proxy",
 		UserAgentVersionType: &corev3.Node_UserAgentVersion{UserAgentVersion: o.Version},
-	}, nil
+	}
 }
 
 // validate fills defaults and reports the first bad option.

@@ -107,10 +107,7 @@ func Start(ctx context.Context, opts Options) (*Proxy, error) {
 	if opts.InitialFetchTimeout <= 0 {
 		opts.InitialFetchTimeout = 15 * time.Second
 	}
-	node, err := opts.Node()
-	if err != nil {
-		return nil, fmt.Errorf("proxy: %w", err)
-	}
+	node := opts.Node()
 	log := opts.Logger.With("proxy", node.GetId())
 	p := &Proxy{
 		opts:    opts,
@@ -122,13 +119,11 @@ func Start(ctx context.Context, opts Options) (*Proxy, error) {
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	var err error
 	if p.secrets, err = opts.Identity.manager(opts, p.stats, log); err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	self, err := istiostats.NodeMetadata(istioNode(&opts))
-	if err != nil {
-		return nil, fmt.Errorf("proxy: node metadata: %w", err)
-	}
+	self := istiostats.NodeMetadata(istioNode(&opts))
 	exchange, err := metadataexchange.New(self, opts.NodeID())
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)

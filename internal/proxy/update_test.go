@@ -248,10 +248,7 @@ func TestNodeIdentity(t *testing.T) {
 	if err := o.validate(); err != nil {
 		t.Fatal(err)
 	}
-	n, err := o.Node()
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := o.Node()
 	if want := "sidecar~127.0.1.2~reviews-v1-7f9d-abcde.bookinfo~bookinfo.svc.cluster.local"; n.GetId() != want {
 		t.Errorf("node id %q, want %q", n.GetId(), want)
 	}

@@ -19,6 +19,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/skein-mesh/skein/internal/model"
+	"github.com/skein-mesh/skein/internal/proxy/nodemeta"
 )
 
 // The EnvoyFilters themselves are compiled once per push by the model
@@ -149,17 +150,17 @@ func (g *generator) proxyMatches(p *model.EnvoyFilterPatch) bool {
 	for k, want := range pm.GetMetadata() {
 		var got string
 		switch k {
-		case "NAMESPACE":
+		case nodemeta.KeyNamespace:
 			got = g.proxy.Namespace
-		case "SERVICE_ACCOUNT":
+		case nodemeta.KeyServiceAccount:
 			got = g.proxy.ServiceAccount
-		case "WORKLOAD_NAME":
+		case nodemeta.KeyWorkloadName:
 			got = g.proxy.WorkloadName
-		case "CLUSTER_ID":
+		case nodemeta.KeyClusterID:
 			got = g.proxy.ClusterID
-		case "INTERCEPTION_MODE":
+		case nodemeta.KeyInterceptionMode:
 			got = g.proxy.InterceptionMode
-		case "ISTIO_VERSION":
+		case nodemeta.KeyIstioVersion:
 			got = g.proxy.Version
 		default:
 			return false

@@ -31,10 +31,10 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/skein-mesh/skein/internal/apiclient"
 	"github.com/skein-mesh/skein/internal/config"
+	"github.com/skein-mesh/skein/internal/proxy/nodemeta"
 )
 
 // cpscale measures the control plane at scale: a `skein discovery` process
@@ -350,10 +350,10 @@ func newADSClient(addr string, i int, names *nameCache, m *markerState) (*adsCli
 	}
 	ip := fmt.Sprintf("127.20.%d.%d", i/250, i%250+1)
 	pod := fmt.Sprintf("client-%d", i)
-	md, _ := structpb.NewStruct(map[string]any{
-		"NAMESPACE": "scale", "SERVICE_ACCOUNT": "default", "WORKLOAD_NAME": pod, "CLUSTER_ID": "Kubernetes",
-		"INTERCEPTION_MODE": "NONE", "INSTANCE_IPS": ip, "APP_IP": ip, "LABELS": map[string]any{"app": pod},
-	})
+	md := nodemeta.Metadata{
+		Namespace: "scale", ServiceAccount: "default", WorkloadName: pod, ClusterID: "Kubernetes",
+		InterceptionMode: nodemeta.InterceptionNone, InstanceIPs: []string{ip}, AppIP: ip, Labels: map[string]string{"app": pod},
+	}.ToStruct()
 	return &adsClient{conn: conn, stream: stream, names: names, marker: m,
 		node:  &corev3.Node{Id: fmt.Sprintf("sidecar~%s~%s.scale~scale.svc.cluster.local", ip, pod), Metadata: md},
 		ready: make(chan struct{}), converged: make(chan struct{}), failed: make(chan error, 1)}, nil

@@ -353,14 +353,8 @@ func BenchmarkRecord(b *testing.B) {
 // metadata exchange, both reporters label the other workload; without it
 // only what the connection shows is known.
 func TestTCPPeerFromExchange(t *testing.T) {
-	productpageMeta, err := NodeMetadata(productpage)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reviewsMeta, err := NodeMetadata(reviews)
-	if err != nil {
-		t.Fatal(err)
-	}
+	productpageMeta := NodeMetadata(productpage)
+	reviewsMeta := NodeMetadata(reviews)
 	const cluster = "outbound|3306||mysql.bookinfo.svc.cluster.local"
 	for _, tc := range []struct {
 		name    string

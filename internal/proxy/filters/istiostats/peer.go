@@ -7,6 +7,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/skein-mesh/skein/internal/proxy/nodemeta"
 )
 
 // Istio's metadata exchange headers: the peer's node metadata (a
@@ -77,32 +79,28 @@ func peerOf(n Node) *peer {
 // the metadata exchange header (HTTP) or frame (TCP): Istio's keys (NAME,
 // NAMESPACE, WORKLOAD_NAME, CLUSTER_ID, LABELS) with the labels that
 // metrics read, canonical ones filled in so both sides agree.
-func NodeMetadata(n Node) (*structpb.Struct, error) {
+func NodeMetadata(n Node) *structpb.Struct {
 	p := peerOf(n)
-	labels := map[string]any{labelCanonicalName: p.canonicalService, labelCanonicalRevision: p.canonicalRevision}
+	labels := map[string]string{labelCanonicalName: p.canonicalService, labelCanonicalRevision: p.canonicalRevision}
 	if v := n.Labels["app"]; v != "" {
 		labels["app"] = v
 	}
 	if v := n.Labels["version"]; v != "" {
 		labels["version"] = v
 	}
-	return structpb.NewStruct(map[string]any{
-		"NAME":          n.Name,
-		"NAMESPACE":     n.Namespace,
-		"WORKLOAD_NAME": n.WorkloadName,
-		"CLUSTER_ID":    n.ClusterID,
-		"LABELS":        labels,
-	})
+	return nodemeta.Metadata{
+		Name:         n.Name,
+		Namespace:    n.Namespace,
+		WorkloadName: n.WorkloadName,
+		ClusterID:    n.ClusterID,
+		Labels:       labels,
+	}.ToStruct()
 }
 
 // encodeNode renders the HTTP metadata header value: NodeMetadata,
 // serialized and base64-encoded.
 func encodeNode(n Node) (string, error) {
-	s, err := NodeMetadata(n)
-	if err != nil {
-		return "", err
-	}
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(s)
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(NodeMetadata(n))
 	if err != nil {
 		return "", err
 	}
@@ -124,18 +122,8 @@ func decodeNode(v string) (Node, error) {
 
 // nodeOf reads the node metadata keys NodeMetadata writes.
 func nodeOf(s *structpb.Struct) Node {
-	f := s.GetFields()
-	n := Node{
-		Name:         f["NAME"].GetStringValue(),
-		Namespace:    f["NAMESPACE"].GetStringValue(),
-		WorkloadName: f["WORKLOAD_NAME"].GetStringValue(),
-		ClusterID:    f["CLUSTER_ID"].GetStringValue(),
-		Labels:       map[string]string{},
-	}
-	for k, lv := range f["LABELS"].GetStructValue().GetFields() {
-		n.Labels[k] = lv.GetStringValue()
-	}
-	return n
+	m := nodemeta.FromStruct(s)
+	return Node{Name: m.Name, Namespace: m.Namespace, WorkloadName: m.WorkloadName, ClusterID: m.ClusterID, Labels: m.Labels}
 }
 
 // peerCache memoizes decoded peers by header value: a proxy talks to few

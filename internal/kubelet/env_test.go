@@ -1,4 +1,4 @@
-package local
+package kubelet
 
 import (
 	"net/netip"
@@ -10,8 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-func testIdentity(sidecar bool) podIdentity {
-	id := podIdentity{
+func testIdentity(sidecar bool) Identity {
+	id := Identity{
 		Name: "details-v1-abc-xyz", Namespace: "bookinfo", UID: "u-1", ServiceAccount: "bookinfo-details",
 		NodeName: "local", HostIP: "127.0.0.1",
 		Labels:      map[string]string{"app": "details", "version": "v1"},
@@ -27,7 +27,7 @@ func testIdentity(sidecar bool) podIdentity {
 
 func noConfigMaps(string, string) (map[string]string, bool, error) { return nil, false, nil }
 
-func envMap(vars []envVar) map[string]string {
+func envMap(vars []EnvVar) map[string]string {
 	m := map[string]string{}
 	for _, v := range vars {
 		m[v.Name] = v.Value
@@ -36,7 +36,7 @@ func envMap(vars []envVar) map[string]string {
 }
 
 func TestRunnerEnv(t *testing.T) {
-	with := envMap(runnerEnv(testIdentity(true)))
+	with := envMap(RunnerEnv(testIdentity(true)))
 	want := map[string]string{
 		"POD_IP": "127.1.0.7", "POD_NAME": "details-v1-abc-xyz", "POD_NAMESPACE": "bookinfo",
 		"SERVICE_ACCOUNT": "bookinfo-details", "SKEIN_APP_IP": "127.2.0.7",
@@ -45,7 +45,7 @@ func TestRunnerEnv(t *testing.T) {
 	if !reflect.DeepEqual(with, want) {
 		t.Errorf("with sidecar:\n got %v\nwant %v", with, want)
 	}
-	without := envMap(runnerEnv(testIdentity(false)))
+	without := envMap(RunnerEnv(testIdentity(false)))
 	if without["SKEIN_APP_IP"] != "127.1.0.7" {
 		t.Errorf("without sidecar the app listens on the pod IP, got SKEIN_APP_IP=%q", without["SKEIN_APP_IP"])
 	}
@@ -88,7 +88,7 @@ func TestContainerEnv(t *testing.T) {
 			{Name: "URL", Value: "http://$(MY_POD_IP):$(PORT)/$(CFG_COLOR)"},
 		},
 	}
-	vars, err := containerEnv(testIdentity(true), c, configMaps)
+	vars, err := ContainerEnv(testIdentity(true), c, configMaps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestContainerEnvErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := containerEnv(testIdentity(false), &corev1.Container{Env: []corev1.EnvVar{tt.env}}, noConfigMaps)
+			_, err := ContainerEnv(testIdentity(false), &corev1.Container{Env: []corev1.EnvVar{tt.env}}, noConfigMaps)
 			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "env X") {
 				t.Errorf("err = %v, want it to name env X and contain %q", err, tt.want)
 			}
@@ -139,10 +139,10 @@ func TestContainerEnvErrors(t *testing.T) {
 
 func TestProcessEnv(t *testing.T) {
 	host := []string{"PATH=/bin", "HOME=/home/me", "NO_PROXY=localhost", "no_proxy=localhost", "POD_IP=stale", "HTTP_PROXY=http://corp:3128"}
-	defined := []envVar{{"POD_IP", "127.1.0.7"}, {"HTTP_PROXY", "http://127.1.0.7:15001"}, {"A", "1"}, {"A", "2"}}
-	got := processEnv(host, defined, sidecarDropEnv)
+	defined := []EnvVar{{"POD_IP", "127.1.0.7"}, {"HTTP_PROXY", "http://127.1.0.7:15001"}, {"A", "1"}, {"A", "2"}}
+	got := ProcessEnv(host, defined, SidecarDropEnv)
 	want := []string{"PATH=/bin", "HOME=/home/me", "POD_IP=127.1.0.7", "HTTP_PROXY=http://127.1.0.7:15001", "A=2"}
 	if !slices.Equal(got, want) {
-		t.Errorf("processEnv:\n got %q\nwant %q", got, want)
+		t.Errorf("ProcessEnv:\n got %q\nwant %q", got, want)
 	}
 }

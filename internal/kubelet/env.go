@@ -1,22 +1,24 @@
-package local
+package kubelet
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 )
 
-// envVar is one variable a pod defines for a container, in declaration order.
-type envVar struct {
+// EnvVar is one variable a pod defines for a container, in declaration order.
+type EnvVar struct {
 	Name, Value string
 }
 
-// podIdentity is what the downward API (fieldRef) and the runner's own
+// Identity is what the downward API (fieldRef) and the runner's own
 // variables expose to a container.
-type podIdentity struct {
+type Identity struct {
 	Name, Namespace, UID string
 	ServiceAccount       string
 	NodeName             string
@@ -26,23 +28,23 @@ type podIdentity struct {
 	Sidecar              bool // the pod's traffic goes through a sidecar
 }
 
-// configMapLookup returns a ConfigMap's data, or found=false when the
+// ConfigMapLookup returns a ConfigMap's data, or found=false when the
 // ConfigMap does not exist.
-type configMapLookup func(namespace, name string) (data map[string]string, found bool, err error)
+type ConfigMapLookup func(namespace, name string) (data map[string]string, found bool, err error)
 
 // outboundProxyPort is the sidecar's virtualOutbound port; locally apps reach
 // it as an HTTP forward proxy.
 const outboundProxyPort = 15001
 
-// runnerEnv are the variables every container gets from the runner (see
+// RunnerEnv are the variables every container gets from the runner (see
 // docs/architecture.md, "Local mode"). SKEIN_APP_IP is where the app should
 // listen: the app IP with a sidecar, the pod IP without.
-func runnerEnv(p podIdentity) []envVar {
+func RunnerEnv(p Identity) []EnvVar {
 	appIP := p.PodIP
 	if p.AppIP.IsValid() {
 		appIP = p.AppIP
 	}
-	vars := []envVar{
+	vars := []EnvVar{
 		{"POD_IP", p.PodIP.String()},
 		{"POD_NAME", p.Name},
 		{"POD_NAMESPACE", p.Namespace},
@@ -51,16 +53,16 @@ func runnerEnv(p podIdentity) []envVar {
 	}
 	if p.Sidecar {
 		proxy := fmt.Sprintf("http://%s:%d", p.PodIP, outboundProxyPort)
-		vars = append(vars, envVar{"HTTP_PROXY", proxy}, envVar{"http_proxy", proxy})
+		vars = append(vars, EnvVar{"HTTP_PROXY", proxy}, EnvVar{"http_proxy", proxy})
 	}
 	return vars
 }
 
-// containerEnv resolves the variables a container defines, in Kubernetes
+// ContainerEnv resolves the variables a container defines, in Kubernetes
 // order: the runner's, then envFrom, then env (later wins). Values of env
 // entries may reference earlier variables with $(NAME).
-func containerEnv(p podIdentity, c *corev1.Container, configMaps configMapLookup) ([]envVar, error) {
-	vars := runnerEnv(p)
+func ContainerEnv(p Identity, c *corev1.Container, configMaps ConfigMapLookup) ([]EnvVar, error) {
+	vars := RunnerEnv(p)
 	for _, src := range c.EnvFrom {
 		switch {
 		case src.ConfigMapRef != nil:
@@ -74,8 +76,8 @@ func containerEnv(p podIdentity, c *corev1.Container, configMaps configMapLookup
 				}
 				return nil, fmt.Errorf("envFrom: configmap %q not found in namespace %q", src.ConfigMapRef.Name, p.Namespace)
 			}
-			for _, k := range sortedKeys(data) {
-				vars = append(vars, envVar{src.Prefix + k, data[k]})
+			for _, k := range slices.Sorted(maps.Keys(data)) {
+				vars = append(vars, EnvVar{src.Prefix + k, data[k]})
 			}
 		case src.SecretRef != nil:
 			if isOptional(src.SecretRef.Optional) {
@@ -86,7 +88,7 @@ func containerEnv(p podIdentity, c *corev1.Container, configMaps configMapLookup
 	}
 	for _, e := range c.Env {
 		if e.ValueFrom == nil {
-			vars = append(vars, envVar{e.Name, expandVars(e.Value, envLookup(vars))})
+			vars = append(vars, EnvVar{e.Name, ExpandVars(e.Value, EnvLookup(vars))})
 			continue
 		}
 		v, skip, err := resolveValueFrom(p, e.ValueFrom, configMaps)
@@ -94,7 +96,7 @@ func containerEnv(p podIdentity, c *corev1.Container, configMaps configMapLookup
 			return nil, fmt.Errorf("env %s: %w", e.Name, err)
 		}
 		if !skip {
-			vars = append(vars, envVar{e.Name, v})
+			vars = append(vars, EnvVar{e.Name, v})
 		}
 	}
 	return vars, nil
@@ -102,7 +104,7 @@ func containerEnv(p podIdentity, c *corev1.Container, configMaps configMapLookup
 
 // resolveValueFrom evaluates one env valueFrom; skip reports an optional
 // reference to a missing key, which Kubernetes leaves undefined.
-func resolveValueFrom(p podIdentity, src *corev1.EnvVarSource, configMaps configMapLookup) (value string, skip bool, err error) {
+func resolveValueFrom(p Identity, src *corev1.EnvVarSource, configMaps ConfigMapLookup) (value string, skip bool, err error) {
 	switch {
 	case src.FieldRef != nil:
 		v, err := fieldRefValue(p, src.FieldRef.FieldPath)
@@ -140,7 +142,7 @@ var fieldRefMapKey = regexp.MustCompile(`^metadata\.(labels|annotations)\['([^']
 // fieldRefValue implements the downward API paths Kubernetes allows in env.
 // status.podIP is the pod IP, the address the mesh knows the pod by; apps
 // that need their listen address use SKEIN_APP_IP.
-func fieldRefValue(p podIdentity, path string) (string, error) {
+func fieldRefValue(p Identity, path string) (string, error) {
 	switch path {
 	case "metadata.name":
 		return p.Name, nil
@@ -168,10 +170,10 @@ func fieldRefValue(p podIdentity, path string) (string, error) {
 
 func isOptional(b *bool) bool { return b != nil && *b }
 
-// processEnv builds a process environment: the runner's own environment (so
+// ProcessEnv builds a process environment: the runner's own environment (so
 // PATH, HOME and friends work), minus variables the pod must not inherit,
 // then the pod's variables, which win.
-func processEnv(host []string, defined []envVar, drop []string) []string {
+func ProcessEnv(host []string, defined []EnvVar, drop []string) []string {
 	skip := map[string]bool{}
 	for _, d := range drop {
 		skip[d] = true
@@ -201,6 +203,6 @@ func processEnv(host []string, defined []envVar, drop []string) []string {
 	return env
 }
 
-// sidecarDropEnv are host variables a sidecar-injected app must not inherit:
+// SidecarDropEnv are host variables a sidecar-injected app must not inherit:
 // NO_PROXY would let traffic bypass the sidecar.
-var sidecarDropEnv = []string{"NO_PROXY", "no_proxy"}
+var SidecarDropEnv = []string{"NO_PROXY", "no_proxy"}

@@ -1,13 +1,13 @@
-package local
+package kubelet
 
 import "strings"
 
-// expandVars expands $(NAME) references the way Kubernetes does in a
+// ExpandVars expands $(NAME) references the way Kubernetes does in a
 // container's command, args and env values: a defined variable is replaced
 // by its value, an undefined one is left exactly as written, "$$" is an
 // escaped "$" (so "$$(NAME)" yields the literal "$(NAME)"), and any other
 // "$" — including an unterminated "$(" — is kept.
-func expandVars(s string, lookup func(name string) (string, bool)) string {
+func ExpandVars(s string, lookup func(name string) (string, bool)) string {
 	if !strings.Contains(s, "$") {
 		return s
 	}
@@ -41,8 +41,8 @@ func expandVars(s string, lookup func(name string) (string, bool)) string {
 	return b.String()
 }
 
-// envLookup adapts an ordered variable list (later entries win) to expandVars.
-func envLookup(vars []envVar) func(string) (string, bool) {
+// EnvLookup adapts an ordered variable list (later entries win) to ExpandVars.
+func EnvLookup(vars []EnvVar) func(string) (string, bool) {
 	return func(name string) (string, bool) {
 		for i := len(vars) - 1; i >= 0; i-- {
 			if vars[i].Name == name {

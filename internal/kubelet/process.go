@@ -1,4 +1,4 @@
-package local
+package kubelet
 
 import (
 	"context"
@@ -13,8 +13,8 @@ import (
 	"time"
 )
 
-// processSpec describes one supervised program.
-type processSpec struct {
+// ProcessSpec describes one supervised program.
+type ProcessSpec struct {
 	Name    string // for logs, e.g. "default/details-v1-…/details"
 	Argv    []string
 	Env     []string
@@ -22,7 +22,7 @@ type processSpec struct {
 	LogPath string // stdout and stderr are appended here
 	// GracePeriod is how long Stop waits after SIGTERM before SIGKILL.
 	GracePeriod time.Duration
-	Backoff     backoff
+	Backoff     Backoff
 	// Restart is the pod's restartPolicy; the zero value is Always.
 	Restart restartPolicy
 }
@@ -49,23 +49,23 @@ func (r restartPolicy) restarts(err error) bool {
 
 // backoff is CrashLoopBackOff: the delay before a restart starts at Initial
 // and doubles up to Max; a run that lasted ResetAfter starts over.
-type backoff struct {
+type Backoff struct {
 	Initial, Max, ResetAfter time.Duration
 }
 
-var defaultBackoff = backoff{Initial: time.Second, Max: 30 * time.Second, ResetAfter: 2 * time.Minute}
+var DefaultBackoff = Backoff{Initial: time.Second, Max: 30 * time.Second, ResetAfter: 2 * time.Minute}
 
-const defaultGracePeriod = 5 * time.Second
+const DefaultGracePeriod = 5 * time.Second
 
-func (b backoff) next(prev, lastRun time.Duration) time.Duration {
+func (b Backoff) next(prev, lastRun time.Duration) time.Duration {
 	if prev == 0 || (b.ResetAfter > 0 && lastRun >= b.ResetAfter) {
 		return b.Initial
 	}
 	return min(2*prev, b.Max)
 }
 
-// processStatus is a snapshot of a supervised program.
-type processStatus struct {
+// ProcessStatus is a snapshot of a supervised program.
+type ProcessStatus struct {
 	Running      bool
 	Pid          int // of the current run, 0 when not running
 	RestartCount int32
@@ -78,18 +78,18 @@ type processStatus struct {
 	Terminated bool
 }
 
-// process keeps one program running as its restart policy says (Always:
+// Process keeps one program running as its restart policy says (Always:
 // every exit, even a clean one, is followed by a restart after a backoff).
 // Each run is in its own process group, so Stop reaches the program's
 // children too, and dies with the runner (Pdeathsig on Linux).
-type process struct {
-	spec    processSpec
+type Process struct {
+	spec    ProcessSpec
 	log     *slog.Logger
 	logFile *os.File
 	changed func() // called after every start and exit; may be nil
 
 	mu      sync.Mutex
-	status  processStatus
+	status  ProcessStatus
 	cmd     *exec.Cmd // the current run, nil between runs
 	stopped bool
 
@@ -97,18 +97,18 @@ type process struct {
 	done chan struct{} // closed when the supervision loop has ended
 }
 
-// startProcess starts the program once and supervises it from then on. An
+// StartProcess starts the program once and supervises it from then on. An
 // error means the program could not be started at all (bad path, no such
 // binary, unwritable log): retrying would not help.
-func startProcess(spec processSpec, log *slog.Logger, changed func()) (*process, error) {
+func StartProcess(spec ProcessSpec, log *slog.Logger, changed func()) (*Process, error) {
 	if len(spec.Argv) == 0 {
 		return nil, errors.New("empty command")
 	}
 	if spec.GracePeriod <= 0 {
-		spec.GracePeriod = defaultGracePeriod
+		spec.GracePeriod = DefaultGracePeriod
 	}
-	if spec.Backoff == (backoff{}) {
-		spec.Backoff = defaultBackoff
+	if spec.Backoff == (Backoff{}) {
+		spec.Backoff = DefaultBackoff
 	}
 	if err := os.MkdirAll(filepath.Dir(spec.LogPath), 0o755); err != nil {
 		return nil, fmt.Errorf("log directory: %w", err)
@@ -117,7 +117,7 @@ func startProcess(spec processSpec, log *slog.Logger, changed func()) (*process,
 	if err != nil {
 		return nil, fmt.Errorf("log file: %w", err)
 	}
-	p := &process{spec: spec, log: log.With("process", spec.Name), logFile: f, changed: changed,
+	p := &Process{spec: spec, log: log.With("process", spec.Name), logFile: f, changed: changed,
 		stop: make(chan struct{}), done: make(chan struct{})}
 	cmd, err := p.launch()
 	if err != nil {
@@ -133,7 +133,7 @@ var errStopped = errors.New("process stopped")
 
 // launch starts one run of the program. It holds the lock across Start so
 // that Stop either sees the new run or prevents it.
-func (p *process) launch() (*exec.Cmd, error) {
+func (p *Process) launch() (*exec.Cmd, error) {
 	cmd := exec.Command(p.spec.Argv[0], p.spec.Argv[1:]...)
 	cmd.Env = p.spec.Env
 	cmd.Dir = p.spec.Dir
@@ -161,7 +161,7 @@ func (p *process) launch() (*exec.Cmd, error) {
 	return cmd, nil
 }
 
-func (p *process) supervise(cmd *exec.Cmd) {
+func (p *Process) supervise(cmd *exec.Cmd) {
 	defer close(p.done)
 	defer p.logFile.Close()
 	var delay time.Duration
@@ -243,14 +243,14 @@ func exitDescription(err error) string {
 	return err.Error()
 }
 
-func (p *process) notify() {
+func (p *Process) notify() {
 	if p.changed != nil {
 		p.changed()
 	}
 }
 
 // Status returns a snapshot of the program's state.
-func (p *process) Status() processStatus {
+func (p *Process) Status() ProcessStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.status
@@ -259,7 +259,7 @@ func (p *process) Status() processStatus {
 // Stop ends supervision: SIGTERM to the program's process group, SIGKILL
 // after the grace period, and returns once the program has exited or ctx
 // is done.
-func (p *process) Stop(ctx context.Context) {
+func (p *Process) Stop(ctx context.Context) {
 	p.mu.Lock()
 	if !p.stopped {
 		p.stopped = true

@@ -1,4 +1,4 @@
-package local
+package kubelet
 
 import (
 	"bufio"
@@ -15,7 +15,7 @@ import (
 )
 
 func TestBackoffNext(t *testing.T) {
-	b := backoff{Initial: time.Second, Max: 30 * time.Second, ResetAfter: time.Minute}
+	b := Backoff{Initial: time.Second, Max: 30 * time.Second, ResetAfter: time.Minute}
 	var got []time.Duration
 	var d time.Duration
 	for range 7 {
@@ -44,10 +44,10 @@ func readLog(t *testing.T, path string) string {
 
 func TestProcessRestartsCrashesWithBackoff(t *testing.T) {
 	spec := helperSpec(t, "crash")
-	spec.Backoff = backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond}
+	spec.Backoff = Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond}
 	var changes atomic.Int32
 	start := time.Now()
-	p, err := startProcess(spec, discardLogger(), func() { changes.Add(1) })
+	p, err := StartProcess(spec, discardLogger(), func() { changes.Add(1) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestProcessRestartsCrashesWithBackoff(t *testing.T) {
 
 func TestProcessStopSendsSIGTERM(t *testing.T) {
 	spec := helperSpec(t, "term")
-	p, err := startProcess(spec, discardLogger(), nil)
+	p, err := StartProcess(spec, discardLogger(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestProcessStopSendsSIGTERM(t *testing.T) {
 func TestProcessStopKillsAfterGracePeriod(t *testing.T) {
 	spec := helperSpec(t, "ignore-term")
 	spec.GracePeriod = 300 * time.Millisecond
-	p, err := startProcess(spec, discardLogger(), nil)
+	p, err := StartProcess(spec, discardLogger(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestProcessStopKillsAfterGracePeriod(t *testing.T) {
 func TestProcessStopWithExpiringContextWaitsForTheKill(t *testing.T) {
 	spec := helperSpec(t, "ignore-term")
 	spec.GracePeriod = 30 * time.Second
-	p, err := startProcess(spec, discardLogger(), nil)
+	p, err := StartProcess(spec, discardLogger(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ var childPidRE = regexp.MustCompile(`child-pid (\d+)`)
 
 func TestProcessStopReachesTheWholeProcessGroup(t *testing.T) {
 	spec := helperSpec(t, "grandchild")
-	p, err := startProcess(spec, discardLogger(), nil)
+	p, err := StartProcess(spec, discardLogger(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,11 +166,11 @@ func TestProcessStopReachesTheWholeProcessGroup(t *testing.T) {
 func TestStartProcessReportsUnstartablePrograms(t *testing.T) {
 	spec := helperSpec(t, "sleep")
 	spec.Argv = []string{"/nonexistent/program"}
-	_, err := startProcess(spec, discardLogger(), nil)
+	_, err := StartProcess(spec, discardLogger(), nil)
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/program") {
 		t.Errorf("err = %v, want it to name the program", err)
 	}
-	if _, err := startProcess(processSpec{LogPath: spec.LogPath}, discardLogger(), nil); err == nil {
+	if _, err := StartProcess(ProcessSpec{LogPath: spec.LogPath}, discardLogger(), nil); err == nil {
 		t.Errorf("an empty command must be an error")
 	}
 }

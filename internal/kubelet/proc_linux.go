@@ -1,4 +1,4 @@
-package local
+package kubelet
 
 import "syscall"
 

@@ -1,4 +1,4 @@
-package local
+package kubelet
 
 import (
 	"errors"
@@ -9,7 +9,7 @@ import (
 )
 
 func TestIPAllocatorHandsOutPairedAddresses(t *testing.T) {
-	a := newIPAllocator()
+	a := NewIPAllocator()
 	a.probe = func(netip.Addr, []int) error { return nil }
 	want := []struct{ pod, app string }{
 		{"127.1.0.1", "127.2.0.1"},
@@ -43,7 +43,7 @@ func TestIPAllocatorSkipsAddressesInUse(t *testing.T) {
 		}
 		defer l.Close()
 	}
-	a := newIPAllocator()
+	a := NewIPAllocator()
 	pod, app, err := a.Allocate(true, []int{15000, 9080})
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +52,7 @@ func TestIPAllocatorSkipsAddressesInUse(t *testing.T) {
 		t.Errorf("got %s/%s, want 127.1.0.3/127.2.0.3 (127.1.0.1 and 127.2.0.2 are busy)", pod, app)
 	}
 	// A pod without a sidecar does not need the app IP, so .2 is fine then.
-	b := newIPAllocator()
+	b := NewIPAllocator()
 	pod, _, err = b.Allocate(false, []int{15000, 9080})
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +63,7 @@ func TestIPAllocatorSkipsAddressesInUse(t *testing.T) {
 }
 
 func TestIPAllocatorReleaseDoesNotReuseAtOnce(t *testing.T) {
-	a := newIPAllocator()
+	a := NewIPAllocator()
 	a.probe = func(netip.Addr, []int) error { return nil }
 	first, _, _ := a.Allocate(false, nil)
 	a.Release(first)
@@ -77,12 +77,12 @@ func TestIPAllocatorReleaseDoesNotReuseAtOnce(t *testing.T) {
 }
 
 func TestIPAllocatorErrors(t *testing.T) {
-	a := newIPAllocator()
+	a := NewIPAllocator()
 	a.probe = func(addr netip.Addr, _ []int) error { return errAddrBusy }
 	if _, _, err := a.Allocate(false, nil); err == nil || !strings.Contains(err.Error(), "no free loopback address") {
 		t.Errorf("all busy: err = %v", err)
 	}
-	b := newIPAllocator()
+	b := NewIPAllocator()
 	fatal := errors.New("not usable")
 	b.probe = func(netip.Addr, []int) error { return fatal }
 	if _, _, err := b.Allocate(false, nil); !errors.Is(err, fatal) {
@@ -115,8 +115,8 @@ func TestIndexToAddrAvoidsNetworkAndBroadcastOctets(t *testing.T) {
 
 func TestNodeIPAllocatorUsesItsOwnBlocks(t *testing.T) {
 	// `skein up` and `skein node` on one machine must never share addresses.
-	local, node := newIPAllocator(), newNodeIPAllocator()
-	for _, a := range []*ipAllocator{local, node} {
+	local, node := NewIPAllocator(), newNodeIPAllocator()
+	for _, a := range []*IPAllocator{local, node} {
 		a.probe = func(netip.Addr, []int) error { return nil }
 	}
 	lp, la, err := local.Allocate(true, nil)

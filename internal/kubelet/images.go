@@ -1,4 +1,4 @@
-package local
+package kubelet
 
 import (
 	"sort"
@@ -9,7 +9,7 @@ import (
 // and ENV, in terms of programs on this machine.
 type imageSpec struct {
 	Entrypoint, Cmd []string
-	Env             []envVar
+	Env             []EnvVar
 }
 
 // Istio's Bookinfo images are one Java/Node/Python/Ruby program each; the
@@ -20,11 +20,11 @@ var istioBookinfoImages = map[string]imageSpec{
 	"examples-bookinfo-details-v1":     {Entrypoint: []string{"bookinfo", "details"}},
 	"examples-bookinfo-ratings-v1":     {Entrypoint: []string{"bookinfo", "ratings"}},
 	"examples-bookinfo-reviews-v1": {Entrypoint: []string{"bookinfo", "reviews"},
-		Env: []envVar{{"ENABLE_RATINGS", "false"}, {"SERVICE_VERSION", "v1"}}},
+		Env: []EnvVar{{"ENABLE_RATINGS", "false"}, {"SERVICE_VERSION", "v1"}}},
 	"examples-bookinfo-reviews-v2": {Entrypoint: []string{"bookinfo", "reviews"},
-		Env: []envVar{{"ENABLE_RATINGS", "true"}, {"STAR_COLOR", "black"}, {"SERVICE_VERSION", "v2"}}},
+		Env: []EnvVar{{"ENABLE_RATINGS", "true"}, {"STAR_COLOR", "black"}, {"SERVICE_VERSION", "v2"}}},
 	"examples-bookinfo-reviews-v3": {Entrypoint: []string{"bookinfo", "reviews"},
-		Env: []envVar{{"ENABLE_RATINGS", "true"}, {"STAR_COLOR", "red"}, {"SERVICE_VERSION", "v3"}}},
+		Env: []EnvVar{{"ENABLE_RATINGS", "true"}, {"STAR_COLOR", "red"}, {"SERVICE_VERSION", "v3"}}},
 }
 
 // imageProgram maps an image reference to the built-in program it stands

@@ -1,4 +1,4 @@
-package local
+package kubelet
 
 import (
 	"context"
@@ -14,8 +14,8 @@ import (
 	"time"
 )
 
-// containerState is what the runner knows about one container of a pod.
-type containerState struct {
+// ContainerState is what the runner knows about one container of a pod.
+type ContainerState struct {
 	Name         string
 	IsProxy      bool
 	Running      bool
@@ -35,10 +35,10 @@ type containerState struct {
 
 // Kubernetes' reasons for a container that is not running.
 const (
-	reasonConfigError = "CreateContainerConfigError" // never started: bad spec
-	reasonStartError  = "StartError"                 // never started: exec failed
-	reasonCrashLoop   = "CrashLoopBackOff"           // exited, waiting to restart
-	reasonImage       = "ErrImagePull"               // never started: no program for the image
+	ReasonConfigError = "CreateContainerConfigError" // never started: bad spec
+	ReasonStartError  = "StartError"                 // never started: exec failed
+	ReasonCrashLoop   = "CrashLoopBackOff"           // exited, waiting to restart
+	ReasonImage       = "ErrImagePull"               // never started: no program for the image
 )
 
 // imageError is a container whose image the runner has no program for.
@@ -50,19 +50,19 @@ func (e *imageError) Error() string { return e.msg }
 func configReason(err error) string {
 	var ie *imageError
 	if errors.As(err, &ie) {
-		return reasonImage
+		return ReasonImage
 	}
-	return reasonConfigError
+	return ReasonConfigError
 }
 
-// podState is a pod's current observed state.
-type podState struct {
-	Containers []containerState
+// PodState is a pod's current observed state.
+type PodState struct {
+	Containers []ContainerState
 	Ready      bool
 }
 
-// readyCount returns how many containers are ready, kubectl's "1/2".
-func (s podState) readyCount() (ready, total int) {
+// ReadyCount returns how many containers are ready, kubectl's "1/2".
+func (s PodState) ReadyCount() (ready, total int) {
 	for _, c := range s.Containers {
 		if c.Ready {
 			ready++
@@ -73,7 +73,7 @@ func (s podState) readyCount() (ready, total int) {
 
 // equal reports whether the states differ in anything worth publishing;
 // timestamps alone are not.
-func (s podState) equal(o podState) bool {
+func (s PodState) equal(o PodState) bool {
 	if s.Ready != o.Ready || len(s.Containers) != len(o.Containers) {
 		return false
 	}
@@ -86,38 +86,38 @@ func (s podState) equal(o podState) bool {
 	return true
 }
 
-// probeConfig tunes readiness checking; tests shorten it.
-type probeConfig struct {
+// ProbeConfig tunes readiness checking; tests shorten it.
+type ProbeConfig struct {
 	Interval time.Duration
 	Timeout  time.Duration
 }
 
-var defaultProbe = probeConfig{Interval: 500 * time.Millisecond, Timeout: 400 * time.Millisecond}
+var DefaultProbe = ProbeConfig{Interval: 500 * time.Millisecond, Timeout: 400 * time.Millisecond}
 
-// pod is one running pod: its processes and a readiness prober.
-type pod struct {
-	plan     *podPlan
-	procs    []*process // parallel to plan.Containers; nil when not started
+// Pod is one running pod: its processes and a readiness prober.
+type Pod struct {
+	plan     *Plan
+	procs    []*Process // parallel to plan.Containers; nil when not started
 	log      *slog.Logger
 	changed  func()
-	probe    probeConfig
+	probe    ProbeConfig
 	client   *http.Client
 	probeNow chan struct{}
 
 	mu      sync.Mutex
-	state   podState
+	state   PodState
 	version int64 // bumped whenever state changes in a way worth publishing
 
 	cancel    context.CancelFunc
 	probeDone chan struct{}
 }
 
-// startPod starts every runnable container of plan, the proxy first, and
+// StartPod starts every runnable container of plan, the proxy first, and
 // then watches readiness. changed is called (from any goroutine) whenever
 // the pod's state changes.
-func startPod(plan *podPlan, logDir string, bo backoff, grace time.Duration, probe probeConfig, log *slog.Logger, changed func()) *pod {
-	p := &pod{
-		plan: plan, procs: make([]*process, len(plan.Containers)),
+func StartPod(plan *Plan, logDir string, bo Backoff, grace time.Duration, probe ProbeConfig, log *slog.Logger, changed func()) *Pod {
+	p := &Pod{
+		plan: plan, procs: make([]*Process, len(plan.Containers)),
 		log: log.With("pod", plan.Namespace+"/"+plan.Name), changed: changed, probe: probe,
 		client:   &http.Client{Timeout: probe.Timeout, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}},
 		probeNow: make(chan struct{}, 1),
@@ -137,7 +137,7 @@ func startPod(plan *podPlan, logDir string, bo backoff, grace time.Duration, pro
 			p.log.Error("container cannot run", "container", c.Name, "error", c.Err)
 			continue
 		}
-		spec := processSpec{
+		spec := ProcessSpec{
 			Name:        plan.Namespace + "/" + plan.Name + "/" + c.Name,
 			Argv:        c.Argv,
 			Env:         c.Env,
@@ -147,7 +147,7 @@ func startPod(plan *podPlan, logDir string, bo backoff, grace time.Duration, pro
 			Backoff:     bo,
 			Restart:     plan.Restart,
 		}
-		proc, err := startProcess(spec, p.log, p.kick)
+		proc, err := StartProcess(spec, p.log, p.kick)
 		if err != nil {
 			p.log.Error("container failed to start", "container", c.Name, "error", err)
 			startErrs[i] = err
@@ -165,14 +165,14 @@ func startPod(plan *podPlan, logDir string, bo backoff, grace time.Duration, pro
 }
 
 // kick asks the prober for an immediate check (a process started or exited).
-func (p *pod) kick() {
+func (p *Pod) kick() {
 	select {
 	case p.probeNow <- struct{}{}:
 	default:
 	}
 }
 
-func (p *pod) probeLoop(ctx context.Context, startErrs []error) {
+func (p *Pod) probeLoop(ctx context.Context, startErrs []error) {
 	defer close(p.probeDone)
 	t := time.NewTicker(p.probe.Interval)
 	defer t.Stop()
@@ -195,9 +195,9 @@ func (p *pod) probeLoop(ctx context.Context, startErrs []error) {
 
 // check probes one running container: the proxy's admin /ready, an app's
 // declared TCP ports.
-func (p *pod) check(ctx context.Context, c containerPlan) bool {
+func (p *Pod) check(ctx context.Context, c ContainerPlan) bool {
 	if c.IsProxy || c.HTTPProbe != nil {
-		url := "http://" + net.JoinHostPort(c.ProbeIP.String(), strconv.Itoa(adminPort)) + "/ready"
+		url := "http://" + net.JoinHostPort(c.ProbeIP.String(), strconv.Itoa(ProxyAdminPort)) + "/ready"
 		if c.HTTPProbe != nil {
 			url = "http://" + net.JoinHostPort(c.ProbeIP.String(), strconv.Itoa(c.HTTPProbe.Port)) + c.HTTPProbe.Path
 		}
@@ -234,23 +234,23 @@ func tcpOpen(ctx context.Context, ip netip.Addr, port int, timeout time.Duration
 	return true
 }
 
-// observe combines process status and probe results into a podState.
-func (p *pod) observe(startErrs []error, ready []bool) podState {
-	st := podState{Ready: true}
+// observe combines process status and probe results into a PodState.
+func (p *Pod) observe(startErrs []error, ready []bool) PodState {
+	st := PodState{Ready: true}
 	for i, c := range p.plan.Containers {
-		cs := containerState{Name: c.Name, IsProxy: c.IsProxy}
+		cs := ContainerState{Name: c.Name, IsProxy: c.IsProxy}
 		switch {
 		case c.Err != nil:
 			cs.Reason, cs.Message = configReason(c.Err), c.Err.Error()
 		case p.procs[i] == nil:
-			cs.Reason, cs.Message = reasonStartError, fmt.Sprint(startErrs[i])
+			cs.Reason, cs.Message = ReasonStartError, fmt.Sprint(startErrs[i])
 		default:
 			ps := p.procs[i].Status()
 			cs.Running, cs.RestartCount, cs.StartedAt = ps.Running, ps.RestartCount, ps.StartedAt
 			cs.LastExit, cs.LastExitAt, cs.LastExitCode = ps.LastExit, ps.LastExitAt, ps.LastExitCode
 			cs.Terminated = ps.Terminated
 			if !ps.Running && !ps.Terminated {
-				cs.Reason, cs.Message = reasonCrashLoop, "last exit: "+ps.LastExit
+				cs.Reason, cs.Message = ReasonCrashLoop, "last exit: "+ps.LastExit
 			}
 			cs.Ready = ps.Running && ready != nil && ready[i]
 		}
@@ -260,7 +260,7 @@ func (p *pod) observe(startErrs []error, ready []bool) podState {
 	return st
 }
 
-func (p *pod) update(st podState) {
+func (p *Pod) update(st PodState) {
 	p.mu.Lock()
 	changed := !st.equal(p.state)
 	p.state = st
@@ -273,17 +273,20 @@ func (p *pod) update(st podState) {
 	}
 }
 
+// Plan is what the pod was started from.
+func (p *Pod) Plan() *Plan { return p.plan }
+
 // State returns the pod's latest state and its version.
-func (p *pod) State() (podState, int64) {
+func (p *Pod) State() (PodState, int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.state, p.version
 }
 
-// stop terminates the pod: the app containers first, then the proxy, so
+// Stop terminates the pod: the app containers first, then the proxy, so
 // that the app can still reach the mesh while it shuts down (what Istio's
 // EXIT_ON_ZERO_ACTIVE_CONNECTIONS aims at).
-func (p *pod) stop(ctx context.Context) {
+func (p *Pod) Stop(ctx context.Context) {
 	p.cancel()
 	<-p.probeDone
 	var wg sync.WaitGroup

@@ -1,4 +1,4 @@
-package local
+package kubelet
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 
 func testKubelet(t *testing.T) *Kubelet {
 	t.Helper()
-	k, err := NewKubelet(KubeletOptions{
+	k, err := New(Options{
 		Executable: "/opt/skein", NodeName: "skein-test", LogDir: t.TempDir(),
 		HostEnv: []string{"PATH=/bin", "NO_PROXY=*", "HTTP_PROXY=http://corp:3128"},
 		LookPath: func(name string) (string, error) {
@@ -118,7 +118,7 @@ func TestKubeletPlansInjectedPod(t *testing.T) {
 	if v, _ := envOf(proxy.Env, "SKEIN_APP_IP"); v != "127.4.0.5" {
 		t.Errorf("proxy SKEIN_APP_IP = %q, want the app IP", v)
 	}
-	if proxy.HTTPProbe == nil || *proxy.HTTPProbe != (httpProbe{Port: 15021, Path: "/healthz/ready"}) || proxy.ProbeIP != podIP {
+	if proxy.HTTPProbe == nil || *proxy.HTTPProbe != (HTTPProbe{Port: 15021, Path: "/healthz/ready"}) || proxy.ProbeIP != podIP {
 		t.Errorf("proxy probe %+v on %s", proxy.HTTPProbe, proxy.ProbeIP)
 	}
 }
@@ -165,7 +165,7 @@ func TestKubeletContainerImages(t *testing.T) {
 				if c.Err == nil || !strings.Contains(c.Err.Error(), tt.wantError) {
 					t.Fatalf("error %v, want one containing %q", c.Err, tt.wantError)
 				}
-				if got := configReason(c.Err); (got == reasonImage) != tt.wantImage {
+				if got := configReason(c.Err); (got == ReasonImage) != tt.wantImage {
 					t.Errorf("reason %s, image error wanted: %v", got, tt.wantImage)
 				}
 				return
@@ -213,35 +213,35 @@ func TestRewritePaths(t *testing.T) {
 
 func TestPodStatusFromState(t *testing.T) {
 	started := time.Unix(1000, 0)
-	plan := &podPlan{PodIP: netip.MustParseAddr("127.3.0.2"), Created: started, Pod: &corev1.Pod{Spec: corev1.PodSpec{
+	plan := &Plan{PodIP: netip.MustParseAddr("127.3.0.2"), Created: started, Pod: &corev1.Pod{Spec: corev1.PodSpec{
 		Containers: []corev1.Container{{Name: "app", Image: "skein/bookinfo"}, {Name: "istio-proxy", Image: "skein/skein"}}}}}
 	tests := []struct {
 		name       string
-		st         podState
+		st         PodState
 		phase      corev1.PodPhase
 		ready      corev1.ConditionStatus
 		app        string // state of container "app": running, waiting:<reason>, terminated:<code>
 		lastExited bool
 	}{
-		{name: "all running and ready", st: podState{Ready: true, Containers: []containerState{
+		{name: "all running and ready", st: PodState{Ready: true, Containers: []ContainerState{
 			{Name: "app", Running: true, Ready: true, StartedAt: started}, {Name: "istio-proxy", Running: true, Ready: true}}},
 			phase: corev1.PodRunning, ready: corev1.ConditionTrue, app: "running"},
-		{name: "crash loop", st: podState{Containers: []containerState{
-			{Name: "app", Reason: reasonCrashLoop, RestartCount: 3, LastExit: "exit status 2", LastExitCode: 2, LastExitAt: started}, {Name: "istio-proxy", Running: true, Ready: true}}},
+		{name: "crash loop", st: PodState{Containers: []ContainerState{
+			{Name: "app", Reason: ReasonCrashLoop, RestartCount: 3, LastExit: "exit status 2", LastExitCode: 2, LastExitAt: started}, {Name: "istio-proxy", Running: true, Ready: true}}},
 			phase: corev1.PodRunning, ready: corev1.ConditionFalse, app: "waiting:CrashLoopBackOff", lastExited: true},
-		{name: "image cannot run", st: podState{Containers: []containerState{
-			{Name: "app", Reason: reasonImage, Message: `image "nginx" cannot run`}, {Name: "istio-proxy", Running: true, Ready: true}}},
+		{name: "image cannot run", st: PodState{Containers: []ContainerState{
+			{Name: "app", Reason: ReasonImage, Message: `image "nginx" cannot run`}, {Name: "istio-proxy", Running: true, Ready: true}}},
 			phase: corev1.PodPending, ready: corev1.ConditionFalse, app: "waiting:ErrImagePull"},
-		{name: "completed", st: podState{Containers: []containerState{
+		{name: "completed", st: PodState{Containers: []ContainerState{
 			{Name: "app", Terminated: true, LastExitAt: started}, {Name: "istio-proxy", Terminated: true, LastExitAt: started}}},
 			phase: corev1.PodSucceeded, ready: corev1.ConditionFalse, app: "terminated:0"},
-		{name: "failed", st: podState{Containers: []containerState{
+		{name: "failed", st: PodState{Containers: []ContainerState{
 			{Name: "app", Terminated: true, LastExitCode: 1, LastExitAt: started}, {Name: "istio-proxy", Terminated: true, LastExitAt: started}}},
 			phase: corev1.PodFailed, ready: corev1.ConditionFalse, app: "terminated:1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := podStatus(plan, tt.st)
+			s := PodStatus(plan, tt.st)
 			if s.Phase != tt.phase || s.PodIP != "127.3.0.2" || s.HostIP != "127.0.0.1" || s.StartTime == nil {
 				t.Errorf("phase %s ip %s host %s start %v", s.Phase, s.PodIP, s.HostIP, s.StartTime)
 			}
@@ -273,8 +273,8 @@ func TestPodStatusFromState(t *testing.T) {
 // TestKubeletRunsPod runs a real process (the test binary's "listen"
 // helper) as a pod without sidecar, and stops it.
 func TestKubeletRunsPod(t *testing.T) {
-	k, err := NewKubelet(KubeletOptions{LogDir: t.TempDir(), HostEnv: os.Environ(), Logger: discardLogger(),
-		Probe: probeConfig{Interval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond}})
+	k, err := New(Options{LogDir: t.TempDir(), HostEnv: os.Environ(), Logger: discardLogger(),
+		Probe: ProbeConfig{Interval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,9 +332,9 @@ func TestKubeletRestartPolicy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.policy), func(t *testing.T) {
-			k, err := NewKubelet(KubeletOptions{LogDir: t.TempDir(), HostEnv: os.Environ(), Logger: discardLogger(),
-				Backoff: backoff{Initial: 10 * time.Millisecond, Max: 10 * time.Millisecond},
-				Probe:   probeConfig{Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond}})
+			k, err := New(Options{LogDir: t.TempDir(), HostEnv: os.Environ(), Logger: discardLogger(),
+				Backoff: Backoff{Initial: 10 * time.Millisecond, Max: 10 * time.Millisecond},
+				Probe:   ProbeConfig{Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -362,4 +362,13 @@ func TestKubeletRestartPolicy(t *testing.T) {
 			}
 		})
 	}
+}
+
+func envOf(env []string, name string) (string, bool) {
+	for _, kv := range env {
+		if k, v, _ := strings.Cut(kv, "="); k == name {
+			return v, true
+		}
+	}
+	return "", false
 }

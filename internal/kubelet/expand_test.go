@@ -1,9 +1,9 @@
-package local
+package kubelet
 
 import "testing"
 
 func TestExpandVars(t *testing.T) {
-	vars := []envVar{{"POD_IP", "127.1.0.1"}, {"PORT", "9080"}, {"EMPTY", ""}, {"PORT", "9090"}}
+	vars := []EnvVar{{"POD_IP", "127.1.0.1"}, {"PORT", "9080"}, {"EMPTY", ""}, {"PORT", "9090"}}
 	tests := []struct{ in, want string }{
 		{"plain", "plain"},
 		{"$(POD_IP)", "127.1.0.1"},
@@ -21,8 +21,8 @@ func TestExpandVars(t *testing.T) {
 		{"$(PORT)$(PORT)", "90909090"},
 	}
 	for _, tt := range tests {
-		if got := expandVars(tt.in, envLookup(vars)); got != tt.want {
-			t.Errorf("expandVars(%q) = %q, want %q", tt.in, got, tt.want)
+		if got := ExpandVars(tt.in, EnvLookup(vars)); got != tt.want {
+			t.Errorf("ExpandVars(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

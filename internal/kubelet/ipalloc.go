@@ -1,4 +1,4 @@
-package local
+package kubelet
 
 import (
 	"errors"
@@ -25,14 +25,17 @@ const (
 	errNoLoopHint  = "on macOS every loopback address must be added first, e.g. `sudo ifconfig lo0 alias %s up`"
 )
 
-// proxyPorts are the ports a sidecar or gateway binds on its pod IP (admin,
-// outbound, merged metrics, health, Prometheus stats).
-var proxyPorts = []int{15000, 15001, 15020, 15021, 15090}
+// ProxyAdminPort is the proxy's admin port, where its /ready answers.
+const ProxyAdminPort = 15000
 
-// ipAllocator hands out pod and app IPs, skipping addresses already handed
+// ProxyPorts are the ports a sidecar or gateway binds on its pod IP (admin,
+// outbound, merged metrics, health, Prometheus stats).
+var ProxyPorts = []int{ProxyAdminPort, 15001, 15020, 15021, 15090}
+
+// IPAllocator hands out pod and app IPs, skipping addresses already handed
 // out and addresses on which another process (a stray app, another runner)
 // already holds one of the ports the pod needs.
-type ipAllocator struct {
+type IPAllocator struct {
 	mu    sync.Mutex
 	taken map[int]bool // indexes handed out and not yet released
 	next  int          // round-robin cursor, so a released address is not reused at once
@@ -42,14 +45,14 @@ type ipAllocator struct {
 	probe func(addr netip.Addr, ports []int) error
 }
 
-func newIPAllocator() *ipAllocator {
-	return &ipAllocator{taken: map[int]bool{}, probe: probePorts, podBlock: podIPBlock, appBlock: appIPBlock}
+func NewIPAllocator() *IPAllocator {
+	return &IPAllocator{taken: map[int]bool{}, probe: probePorts, podBlock: podIPBlock, appBlock: appIPBlock}
 }
 
 // newNodeIPAllocator is the allocator of a node agent: 127.3.0.0/16 pod
 // IPs, 127.4.0.0/16 app IPs.
-func newNodeIPAllocator() *ipAllocator {
-	return &ipAllocator{taken: map[int]bool{}, probe: probePorts, podBlock: nodePodIPBlock, appBlock: nodeAppIPBlock}
+func newNodeIPAllocator() *IPAllocator {
+	return &IPAllocator{taken: map[int]bool{}, probe: probePorts, podBlock: nodePodIPBlock, appBlock: nodeAppIPBlock}
 }
 
 // errAddrBusy marks a probe failure that means "try the next address".
@@ -57,7 +60,7 @@ var errAddrBusy = errors.New("address in use")
 
 // Allocate reserves a pod IP and, when withApp is set, the matching app IP.
 // ports are the ports the pod will bind on those addresses.
-func (a *ipAllocator) Allocate(withApp bool, ports []int) (podIP, appIP netip.Addr, err error) {
+func (a *IPAllocator) Allocate(withApp bool, ports []int) (podIP, appIP netip.Addr, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for n := 0; n < ipsPerBlock; n++ {
@@ -90,7 +93,7 @@ func (a *ipAllocator) Allocate(withApp bool, ports []int) (podIP, appIP netip.Ad
 }
 
 // Release returns a pod's addresses (the app IP follows the pod IP).
-func (a *ipAllocator) Release(podIP netip.Addr) {
+func (a *IPAllocator) Release(podIP netip.Addr) {
 	if i, ok := addrToIndex(a.podBlock, podIP); ok {
 		a.mu.Lock()
 		delete(a.taken, i)

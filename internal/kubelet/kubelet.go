@@ -1,4 +1,4 @@
-package local
+package kubelet
 
 import (
 	"context"
@@ -23,12 +23,12 @@ import (
 // process supervision, readiness probing, environment and status), for the
 // node agent `skein node`, which owns everything that talks to the cluster.
 type Kubelet struct {
-	opts  KubeletOptions
-	alloc *ipAllocator
+	opts  Options
+	alloc *IPAllocator
 }
 
-// KubeletOptions configure a Kubelet.
-type KubeletOptions struct {
+// Options configure a Kubelet.
+type Options struct {
 	// Executable is the skein binary, run for built-in programs and for
 	// the images that map to them (skein, bookinfo).
 	Executable string
@@ -43,14 +43,14 @@ type KubeletOptions struct {
 	LookPath func(string) (string, error)
 	Logger   *slog.Logger
 	// Backoff and Probe are tunable for tests; zero means the defaults.
-	Backoff backoff
-	Probe   probeConfig
+	Backoff Backoff
+	Probe   ProbeConfig
 }
 
-// NewKubelet returns a Kubelet handing out pod IPs from the node agent's
+// New returns a Kubelet handing out pod IPs from the node agent's
 // loopback blocks (127.3.0.0/16 pod IPs, 127.4.0.0/16 app IPs), distinct
 // from `skein up`'s.
-func NewKubelet(opts KubeletOptions) (*Kubelet, error) {
+func New(opts Options) (*Kubelet, error) {
 	if opts.Executable == "" {
 		exe, err := os.Executable()
 		if err != nil {
@@ -59,7 +59,7 @@ func NewKubelet(opts KubeletOptions) (*Kubelet, error) {
 		opts.Executable = exe
 	}
 	if opts.LogDir == "" {
-		return nil, errors.New("local: KubeletOptions.LogDir is required")
+		return nil, errors.New("kubelet: Options.LogDir is required")
 	}
 	if opts.LookPath == nil {
 		opts.LookPath = exec.LookPath
@@ -67,11 +67,11 @@ func NewKubelet(opts KubeletOptions) (*Kubelet, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.Backoff == (backoff{}) {
-		opts.Backoff = defaultBackoff
+	if opts.Backoff == (Backoff{}) {
+		opts.Backoff = DefaultBackoff
 	}
-	if opts.Probe == (probeConfig{}) {
-		opts.Probe = defaultProbe
+	if opts.Probe == (ProbeConfig{}) {
+		opts.Probe = DefaultProbe
 	}
 	return &Kubelet{opts: opts, alloc: newNodeIPAllocator()}, nil
 }
@@ -93,7 +93,7 @@ type PodResources struct {
 // RunningPod is a pod whose processes the Kubelet runs.
 type RunningPod struct {
 	k *Kubelet
-	p *pod
+	p *Pod
 }
 
 // Run allocates the pod's addresses and starts its containers, the proxy
@@ -103,9 +103,9 @@ type RunningPod struct {
 // any goroutine whenever the pod's status changes.
 func (k *Kubelet) Run(pod *corev1.Pod, res PodResources, changed func()) (*RunningPod, error) {
 	mode := kubeProxyMode(pod)
-	ports := containerPorts(&pod.Spec)
+	ports := ContainerPorts(&pod.Spec)
 	if mode != noProxy {
-		ports = append(ports, proxyPorts...)
+		ports = append(ports, ProxyPorts...)
 	}
 	podIP, appIP, err := k.alloc.Allocate(mode == sidecarProxy, ports)
 	if err != nil {
@@ -113,7 +113,7 @@ func (k *Kubelet) Run(pod *corev1.Pod, res PodResources, changed func()) (*Runni
 	}
 	plan := k.plan(pod, mode, podIP, appIP, res)
 	k.opts.Logger.Info("starting pod", "pod", pod.Namespace+"/"+pod.Name, "ip", podIP, "proxy", mode)
-	p := startPod(plan, k.opts.LogDir, k.opts.Backoff, terminationGrace(pod), k.opts.Probe, k.opts.Logger, changed)
+	p := StartPod(plan, k.opts.LogDir, k.opts.Backoff, terminationGrace(pod), k.opts.Probe, k.opts.Logger, changed)
 	return &RunningPod{k: k, p: p}, nil
 }
 
@@ -135,7 +135,7 @@ func (r *RunningPod) Proxy() string {
 // that changes whenever something worth reporting did.
 func (r *RunningPod) Status() (corev1.PodStatus, int64) {
 	st, v := r.p.State()
-	return podStatus(r.p.plan, st), v
+	return PodStatus(r.p.plan, st), v
 }
 
 // Pids returns the process id of each running container, by name.
@@ -155,7 +155,7 @@ func (r *RunningPod) Pids() map[string]int {
 // done or the pod's terminationGracePeriodSeconds pass: pass a context
 // with the deletion's grace period) and releases its addresses.
 func (r *RunningPod) Stop(ctx context.Context) {
-	r.p.stop(ctx)
+	r.p.Stop(ctx)
 	r.k.alloc.Release(r.p.plan.PodIP)
 }
 
@@ -199,9 +199,9 @@ func restartPolicyOf(pod *corev1.Pod) restartPolicy {
 	return restartAlways
 }
 
-// plan turns a stored pod into a podPlan; nothing is added to it (the
+// plan turns a stored pod into a Plan; nothing is added to it (the
 // injector already did), only resolved.
-func (k *Kubelet) plan(pod *corev1.Pod, mode proxyMode, podIP, appIP netip.Addr, res PodResources) *podPlan {
+func (k *Kubelet) plan(pod *corev1.Pod, mode proxyMode, podIP, appIP netip.Addr, res PodResources) *Plan {
 	pod = pod.DeepCopy()
 	sa := pod.Spec.ServiceAccountName
 	if sa == "" {
@@ -211,7 +211,7 @@ func (k *Kubelet) plan(pod *corev1.Pod, mode proxyMode, podIP, appIP netip.Addr,
 	if created.IsZero() {
 		created = time.Now()
 	}
-	p := &podPlan{
+	p := &Plan{
 		Name: pod.Name, Namespace: pod.Namespace, UID: string(pod.UID), Mode: mode,
 		PodIP: podIP, AppIP: appIP, Dir: res.Dir, Created: created, Pod: pod,
 		Restart: restartPolicyOf(pod),
@@ -220,10 +220,10 @@ func (k *Kubelet) plan(pod *corev1.Pod, mode proxyMode, podIP, appIP netip.Addr,
 	if nodeName == "" {
 		nodeName = k.opts.NodeName
 	}
-	id := podIdentity{
+	id := Identity{
 		Name: pod.Name, Namespace: pod.Namespace, UID: string(pod.UID), ServiceAccount: sa,
 		NodeName: nodeName, Labels: pod.Labels, Annotations: pod.Annotations,
-		PodIP: podIP, AppIP: appIP, HostIP: localHostIP, Sidecar: mode == sidecarProxy,
+		PodIP: podIP, AppIP: appIP, HostIP: HostIP, Sidecar: mode == sidecarProxy,
 	}
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
@@ -243,8 +243,8 @@ func (k *Kubelet) plan(pod *corev1.Pod, mode proxyMode, podIP, appIP netip.Addr,
 }
 
 // container plans one container of a stored pod.
-func (k *Kubelet) container(id podIdentity, c *corev1.Container, res PodResources, isProxy bool) containerPlan {
-	cp := containerPlan{Name: c.Name, Dir: res.Dir, IsProxy: isProxy, ProbeIP: id.PodIP}
+func (k *Kubelet) container(id Identity, c *corev1.Container, res PodResources, isProxy bool) ContainerPlan {
+	cp := ContainerPlan{Name: c.Name, Dir: res.Dir, IsProxy: isProxy, ProbeIP: id.PodIP}
 	if !isProxy && id.Sidecar {
 		cp.ProbeIP = id.AppIP
 	}
@@ -275,7 +275,7 @@ func (k *Kubelet) container(id podIdentity, c *corev1.Container, res PodResource
 			args = img.Cmd
 		}
 	}
-	vars, err := containerEnv(id, c, res.ConfigMaps)
+	vars, err := ContainerEnv(id, c, res.ConfigMaps)
 	if err != nil {
 		cp.Err = fmt.Errorf("container %q: %w", c.Name, err)
 		return cp
@@ -284,11 +284,11 @@ func (k *Kubelet) container(id podIdentity, c *corev1.Container, res PodResource
 	for i := range vars {
 		vars[i].Value = rewritePaths(vars[i].Value, mounts)
 	}
-	vars = append(append([]envVar(nil), img.Env...), vars...) // the image's ENV, then the pod's, which win
-	lookup := envLookup(vars)
+	vars = append(append([]EnvVar(nil), img.Env...), vars...) // the image's ENV, then the pod's, which win
+	lookup := EnvLookup(vars)
 	argv := make([]string, 0, len(command)+len(args))
 	for _, s := range append(append([]string(nil), command...), args...) {
-		argv = append(argv, rewritePaths(expandVars(s, lookup), mounts))
+		argv = append(argv, rewritePaths(ExpandVars(s, lookup), mounts))
 	}
 	if c.WorkingDir != "" {
 		if dir := rewritePaths(c.WorkingDir, mounts); dir != c.WorkingDir {
@@ -302,8 +302,7 @@ func (k *Kubelet) container(id podIdentity, c *corev1.Container, res PodResource
 		}
 	}
 	if argv[0] != k.opts.Executable {
-		pl := planner{Executable: k.opts.Executable, LookPath: k.opts.LookPath}
-		if argv, err = pl.resolve(argv); err != nil {
+		if argv, err = Resolve(k.opts.Executable, k.opts.LookPath, argv); err != nil {
 			cp.Err = fmt.Errorf("container %q: %w", c.Name, err)
 			return cp
 		}
@@ -313,16 +312,16 @@ func (k *Kubelet) container(id podIdentity, c *corev1.Container, res PodResource
 	if !isProxy && !id.Sidecar {
 		drop = nil
 	} else if !isProxy {
-		drop = sidecarDropEnv
+		drop = SidecarDropEnv
 	}
-	cp.Env = processEnv(k.opts.HostEnv, vars, drop)
+	cp.Env = ProcessEnv(k.opts.HostEnv, vars, drop)
 	return cp
 }
 
 // readinessProbe applies a container's readinessProbe: httpGet replaces
 // the default check, tcpSocket narrows it to one port; exec probes cannot
 // run without the image, so the default (declared ports) stands.
-func readinessProbe(cp *containerPlan, c *corev1.Container) error {
+func readinessProbe(cp *ContainerPlan, c *corev1.Container) error {
 	p := c.ReadinessProbe
 	if p == nil {
 		return nil
@@ -337,7 +336,7 @@ func readinessProbe(cp *containerPlan, c *corev1.Container) error {
 		if !strings.HasPrefix(pth, "/") {
 			pth = "/" + pth
 		}
-		cp.HTTPProbe = &httpProbe{Port: port, Path: pth}
+		cp.HTTPProbe = &HTTPProbe{Port: port, Path: pth}
 	case p.TCPSocket != nil:
 		port, err := probePort(c, p.TCPSocket.Port)
 		if err != nil {
