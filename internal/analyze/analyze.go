@@ -24,6 +24,7 @@ func All() []Analyzer {
 		{"applicationUID.Analyzer", "Checks invalid application UID 1337", applicationUIDAnalyzer},
 		{"authz.AuthorizationPoliciesAnalyzer", "Checks the validity of authorization policies", authzAnalyzer},
 		{"deployment.MultiServiceAnalyzer", "Checks association between services and pods", deploymentServiceAnalyzer},
+		{"destinationrule.MTLSConflictAnalyzer", "Checks DestinationRule TLS modes against PeerAuthentication mTLS modes", mtlsConflictAnalyzer},
 		{"destinationrule.CaCertificateAnalyzer", "Checks if caCertificates is set when TLS mode is SIMPLE/MUTUAL", caCertificateAnalyzer},
 		{"gateway.CertificateAnalyzer", "Checks a gateway certificate", gatewayCertificateAnalyzer},
 		{"gateway.ConflictingGatewayAnalyzer", "Checks a gateway's selector, port number and hosts", conflictingGatewayAnalyzer},
