@@ -53,6 +53,8 @@ type Options struct {
 	Namespace string
 	// RootNamespace is the mesh's config root ("istio-system").
 	RootNamespace string
+	// Suppress silences codes on resources (istioctl's --suppress).
+	Suppress []Suppression
 }
 
 // Run runs every analyzer over in and returns the messages, sorted and
@@ -71,6 +73,9 @@ func Run(in *Input, opts Options) []Message {
 	for _, m := range msgs {
 		if opts.Namespace != "" && m.Resource != nil && m.Resource.Namespace != opts.Namespace &&
 			!(m.Resource.Kind == "Namespace" && m.Resource.Name == opts.Namespace) {
+			continue
+		}
+		if suppressed(in, m, opts.Suppress) {
 			continue
 		}
 		key := m.String()
