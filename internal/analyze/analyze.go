@@ -24,6 +24,7 @@ func All() []Analyzer {
 		{"applicationUID.Analyzer", "Checks invalid application UID 1337", applicationUIDAnalyzer},
 		{"authz.AuthorizationPoliciesAnalyzer", "Checks the validity of authorization policies", authzAnalyzer},
 		{"deployment.MultiServiceAnalyzer", "Checks association between services and pods", deploymentServiceAnalyzer},
+		{"destinationrule.MTLSConflictAnalyzer", "Checks DestinationRule TLS modes against PeerAuthentication mTLS modes", mtlsConflictAnalyzer},
 		{"destinationrule.CaCertificateAnalyzer", "Checks if caCertificates is set when TLS mode is SIMPLE/MUTUAL", caCertificateAnalyzer},
 		{"gateway.CertificateAnalyzer", "Checks a gateway certificate", gatewayCertificateAnalyzer},
 		{"gateway.ConflictingGatewayAnalyzer", "Checks a gateway's selector, port number and hosts", conflictingGatewayAnalyzer},
@@ -52,6 +53,8 @@ type Options struct {
 	Namespace string
 	// RootNamespace is the mesh's config root ("istio-system").
 	RootNamespace string
+	// Suppress silences codes on resources (istioctl's --suppress).
+	Suppress []Suppression
 }
 
 // Run runs every analyzer over in and returns the messages, sorted and
@@ -70,6 +73,9 @@ func Run(in *Input, opts Options) []Message {
 	for _, m := range msgs {
 		if opts.Namespace != "" && m.Resource != nil && m.Resource.Namespace != opts.Namespace &&
 			!(m.Resource.Kind == "Namespace" && m.Resource.Name == opts.Namespace) {
+			continue
+		}
+		if suppressed(in, m, opts.Suppress) {
 			continue
 		}
 		key := m.String()

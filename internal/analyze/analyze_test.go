@@ -150,3 +150,38 @@ func TestParseLevel(t *testing.T) {
 		t.Error("fatal accepted")
 	}
 }
+
+func TestSuppression(t *testing.T) {
+	docs := `apiVersion: v1
+kind: Namespace
+metadata: {name: a}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: b, annotations: {galley.istio.io/analyze-suppress: "IST0102"}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: c}
+`
+	in := NewInput()
+	in.AddFile("f.yaml", []byte(docs), "default")
+	sup, err := ParseSuppression("IST0102=Namespace c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := Run(in, Options{Suppress: []Suppression{sup}})
+	if len(got) != 1 || got[0].Resource.Name != "a" {
+		t.Errorf("got %v", got)
+	}
+	wild, _ := ParseSuppression("IST0102=Namespace *")
+	if got := Run(in, Options{Suppress: []Suppression{wild}}); len(got) != 0 {
+		t.Errorf("wildcard: %v", got)
+	}
+	if _, err := ParseSuppression("IST0102"); err == nil {
+		t.Error("no resource accepted")
+	}
+	if !KnownCode("IST0101") || KnownCode("IST9999") {
+		t.Error("KnownCode")
+	}
+}

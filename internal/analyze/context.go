@@ -1,7 +1,6 @@
 package analyze
 
 import (
-	"sort"
 	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
@@ -187,15 +186,6 @@ func (c *context) namespaces() map[string]bool {
 			out[e.Obj.Meta.Namespace] = true
 		}
 	}
-	return out
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }
 

@@ -221,3 +221,28 @@ metadata: {name: skipped}
 		want: []string{"IST0106 VirtualService default/no-hosts", "IST0106 DestinationRule default/unknown-field"},
 	}})
 }
+
+func TestGridMTLSConflicts(t *testing.T) {
+	pa := func(ns, name, mode string) string {
+		return "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: " + name + ", namespace: " + ns + "}\nspec:\n  mtls: {mode: " + mode + "}\n"
+	}
+	dr := func(ns, name, host, mode string) string {
+		return "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: " + name + ", namespace: " + ns + "}\nspec:\n  host: " + host + "\n  trafficPolicy: {tls: {mode: " + mode + "}}\n"
+	}
+	runGrid(t, []gridCase{{
+		name:  "mtls",
+		codes: []string{"IST0113"},
+		yaml: pa("istio-system", "default", "STRICT") + pa("legacy", "default", "DISABLE") +
+			dr("default", "off-under-strict", "reviews", "DISABLE") +
+			dr("default", "on-under-strict", "ratings", "ISTIO_MUTUAL") +
+			dr("default", "on-under-disable", "old.legacy.svc.cluster.local", "ISTIO_MUTUAL") +
+			dr("default", "off-under-disable", "older.legacy.svc.cluster.local", "DISABLE") +
+			dr("default", "external", "api.example.com", "DISABLE"),
+		want: []string{"IST0113 DestinationRule default/off-under-strict", "IST0113 DestinationRule default/on-under-disable"},
+	}})
+	m := analyzeYAML(t, pa("istio-system", "default", "STRICT")+dr("default", "x", "reviews", "DISABLE"))
+	want := `A DestinationRule and Policy are in conflict with regards to mTLS for host reviews.default.svc.cluster.local. The DestinationRule "default/x" specifies that mTLS must be false but the Policy object "istio-system/default" specifies STRICT.`
+	if len(m) != 1 || m[0].Text() != want {
+		t.Errorf("got %v", m)
+	}
+}

@@ -38,6 +38,9 @@ var allowed = map[string][]string{
 	"internal/inject": {},
 	// skein install's manifests and server-side apply (dynamic client).
 	"internal/install": {"internal/config", "internal/inject"},
+	// analyze reads objects (from files, the config API or a cluster,
+	// which the CLI fetches) and reports; nothing imports it but the CLI.
+	"internal/analyze": {"internal/config"},
 	"internal/discovery": {"internal/ca", "internal/config", "internal/configapi", "internal/configstore", "internal/inject",
 		"internal/kube", "internal/model", "internal/registry", "internal/telemetry/tracestore", "internal/xds", "internal/xdsserver"},
 	// The data plane knows Envoy protos only, never the control plane.

@@ -49,6 +49,7 @@ type analyzeOptions struct {
 	listAnalyzers    bool
 	ignoreUnknown    bool
 	istioNamespace   string
+	suppress         []string
 	timeout          time.Duration
 }
 
@@ -82,6 +83,7 @@ that live config; --use-kube=false analyzes the files alone.`,
 	f.BoolVarP(&o.listAnalyzers, "list-analyzers", "L", false, "List the analyzers available to run. Suppresses normal execution.")
 	f.BoolVar(&o.ignoreUnknown, "ignore-unknown", false, "Don't complain about un-parseable input documents")
 	f.StringVarP(&o.istioNamespace, "istioNamespace", "i", "istio-system", "Istio system namespace (the mesh's root namespace)")
+	f.StringArrayVarP(&o.suppress, "suppress", "S", nil, `Suppress reporting a message code on a specific resource: <code>=<resource>, e.g. --suppress "IST0102=Namespace default" or "IST0101=DestinationRule *.default" (repeatable)`)
 	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "The duration to wait before failing")
 	return cmd
 }
@@ -146,6 +148,16 @@ func runAnalyze(cmd *cobra.Command, o analyzeOptions, args []string) error {
 	}
 
 	opts := analyze.Options{Namespace: namespace, RootNamespace: o.istioNamespace}
+	for _, s := range o.suppress {
+		sup, err := analyze.ParseSuppression(s)
+		if err != nil {
+			return err
+		}
+		if !analyze.KnownCode(sup.Code) {
+			fmt.Fprintf(errOut, "Warning: Supplied message code '%s' is an unknown message code and will not have any effect.\n", sup.Code)
+		}
+		opts.Suppress = append(opts.Suppress, sup)
+	}
 	target := "namespace: " + namespace
 	if o.allNamespaces {
 		opts.Namespace, target = "", "all namespaces"

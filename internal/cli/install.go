@@ -19,7 +19,9 @@ import (
 // installFlags are shared by install, manifest generate and uninstall: the
 // same flags must name the same objects for uninstall to find them.
 type installFlags struct {
+	files             []string
 	sets              []string
+	setFiles          []string
 	externalDiscovery string
 	caDir             string
 	image             string
@@ -27,7 +29,9 @@ type installFlags struct {
 
 func (f *installFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringArrayVarP(&f.sets, "set", "s", nil, "override an IstioOperator value, e.g. profile=demo or meshConfig.accessLogFile=/dev/stdout (repeatable)")
+	fl.StringArrayVarP(&f.sets, "set", "s", nil, "override an IstioOperator value, e.g. profile=demo, meshConfig.accessLogFile=/dev/stdout or values.global.proxy.resources.requests.cpu=10m (repeatable)")
+	fl.StringArrayVarP(&f.files, "filename", "f", nil, "IstioOperator YAML file (repeatable; --set applies over it)")
+	fl.StringArrayVar(&f.setFiles, "set-file", nil, "set a value to a file's content: key=path (repeatable)")
 	fl.StringVar(&f.externalDiscovery, "external-discovery", "", "HOST:PORT of a skein discovery running outside the cluster (Istio's external control plane): no istiod Deployment; the webhook and proxies use this address")
 	fl.StringVar(&f.caDir, "ca-dir", "", "mesh CA directory whose root the webhook is trusted with and istiod signs under (default $SKEIN_HOME/ca, the one skein up and skein discovery use)")
 	fl.StringVar(&f.image, "proxy-image", "", "image of istiod and injected proxies (default "+defaultImageHelp+")")
@@ -37,7 +41,7 @@ const defaultImageHelp = "skein/skein:latest; --set hub=/tag= also set it"
 
 // options builds install.Options, loading (or creating) the mesh CA.
 func (f *installFlags) options(withKeys bool) (install.Options, error) {
-	vals, err := install.ParseSet(f.sets)
+	vals, err := install.Parse(install.Sources{Files: f.files, Sets: f.sets, SetFiles: f.setFiles})
 	if err != nil {
 		return install.Options{}, err
 	}

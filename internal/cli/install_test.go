@@ -84,3 +84,21 @@ func TestInstallFlagErrors(t *testing.T) {
 		t.Errorf("install answered n: %q %v", out, err)
 	}
 }
+
+// The tutorial's install line is accepted and its values reach the
+// injector ConfigMap that manifest generate prints.
+func TestManifestGenerateTutorialValues(t *testing.T) {
+	out, err := runCLI(t, "", "manifest", "generate", "--ca-dir", filepath.Join(t.TempDir(), "ca"),
+		"--set", "values.global.proxy.resources.requests.cpu=10m", "--set", "values.global.proxy.resources.requests.memory=40Mi",
+		"--set", "values.global.proxy.resources.limits.cpu=100m", "--set", "values.global.proxy.resources.limits.memory=128Mi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, `"resources":{"limits":{"cpu":"100m","memory":"128Mi"},"requests":{"cpu":"10m","memory":"40Mi"}}`) {
+		t.Errorf("injector values missing from:\n%s", out)
+	}
+	if _, err := runCLI(t, "", "manifest", "generate", "--ca-dir", filepath.Join(t.TempDir(), "ca"), "--set", "values.global.proxy.resourcez.requests.cpu=1"); err == nil ||
+		!strings.Contains(err.Error(), "did you mean values.global.proxy.resources") {
+		t.Errorf("unknown key: %v", err)
+	}
+}

@@ -109,6 +109,26 @@ func TestInjectionWebhookOverTLS(t *testing.T) {
 			}
 		})
 	}
+	t.Run("injector ConfigMap", func(t *testing.T) { injectorConfigMapCase(t, ctx, srv, post) })
+}
+
+// injectorConfigMapCase applies the tutorial's istio-sidecar-injector
+// ConfigMap to the store: the next pod's proxy gets its resources.
+func injectorConfigMapCase(t *testing.T, ctx context.Context, srv *Server, post func(t *testing.T, serverName, namespace string) (*admissionv1.AdmissionReview, error)) {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: inject.InjectorConfigMap, Namespace: "istio-system"},
+		Data: map[string]string{"config": "policy: enabled\nalwaysInjectSelector: []\nneverInjectSelector: []\ntemplate: |\n  spec:\n    containers:\n    - name: istio-proxy\n      resources:\n        limits: {cpu: 100m, memory: 128Mi}\n        requests: {cpu: 10m, memory: 40Mi}\n"}}
+	if _, err := apiclient.New(srv.HTTPAddr()).Apply(ctx, []*config.Object{{
+		GVK: config.GVK{Version: "v1", Kind: "ConfigMap"}, Meta: config.Meta{Name: cm.Name, Namespace: cm.Namespace}, Spec: cm,
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := post(t, "istiod.istio-system.svc", "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := string(out.Response.Patch); !strings.Contains(p, `"requests":{"cpu":"10m","memory":"40Mi"}`) || !strings.Contains(p, `"limits":{"cpu":"100m","memory":"128Mi"}`) {
+		t.Errorf("patch lacks the ConfigMap's resources: %s", p)
+	}
 }
 
 func TestNoWebhookByDefault(t *testing.T) {

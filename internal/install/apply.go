@@ -26,6 +26,7 @@ var resources = map[string]struct {
 	"Secret":                       {schema.GroupVersionResource{Version: "v1", Resource: "secrets"}, true},
 	"Service":                      {schema.GroupVersionResource{Version: "v1", Resource: "services"}, true},
 	"Deployment":                   {schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, true},
+	"HorizontalPodAutoscaler":      {schema.GroupVersionResource{Group: "autoscaling", Version: "v2", Resource: "horizontalpodautoscalers"}, true},
 	"ClusterRole":                  {schema.GroupVersionResource{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"}, false},
 	"ClusterRoleBinding":           {schema.GroupVersionResource{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"}, false},
 	"MutatingWebhookConfiguration": {schema.GroupVersionResource{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "mutatingwebhookconfigurations"}, false},

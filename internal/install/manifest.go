@@ -62,10 +62,10 @@ type Options struct {
 	Values Values
 }
 
-// Values are the istioctl --set settings Skein honours.
+// Values are the istioctl settings Skein honours (see Parse).
 type Values struct {
 	Profile       string         // default | demo | minimal | empty
-	Revision      string         // values.defaultRevision / revision
+	Revision      string         // revision / values.defaultRevision
 	MeshConfig    map[string]any // meshConfig.* (merged into the mesh ConfigMap)
 	TrustDomain   string         // meshConfig.trustDomain / values.global.trustDomain
 	ClusterID     string         // values.global.multiCluster.clusterName
@@ -74,71 +74,13 @@ type Values struct {
 	ProxyLogLevel string         // values.global.proxy.logLevel
 	Egress        bool           // components.egressGateways[0].enabled (demo profile: true)
 	NoIngress     bool           // components.ingressGateways[0].enabled=false (minimal, empty)
-}
-
-// ParseSet reads istioctl's --set key=value settings. Unknown keys are an
-// error naming the key and the ones accepted.
-func ParseSet(sets []string) (Values, error) {
-	v := Values{Profile: "default", MeshConfig: map[string]any{}}
-	var egressSet, ingressSet *bool
-	for _, s := range sets {
-		key, val, ok := strings.Cut(s, "=")
-		if !ok || key == "" {
-			return v, fmt.Errorf("--set %q: want key=value", s)
-		}
-		switch {
-		case key == "profile":
-			switch val {
-			case "default", "demo", "minimal", "empty":
-			default:
-				return v, fmt.Errorf("--set profile=%s: unknown profile (default, demo, minimal, empty)", val)
-			}
-			v.Profile = val
-		case key == "values.defaultRevision" || key == "revision" || key == "values.revision":
-			v.Revision = val
-		case strings.HasPrefix(key, "meshConfig."):
-			path := strings.Split(strings.TrimPrefix(key, "meshConfig."), ".")
-			if err := setPath(v.MeshConfig, path, parseScalar(val)); err != nil {
-				return v, fmt.Errorf("--set %s: %v", key, err)
-			}
-			if key == "meshConfig.trustDomain" {
-				v.TrustDomain = val
-			}
-		case key == "values.global.trustDomain":
-			v.TrustDomain = val
-		case key == "values.global.multiCluster.clusterName":
-			v.ClusterID = val
-		case key == "values.global.meshID":
-			v.MeshID = val
-		case key == "values.global.hub" || key == "hub":
-			v.Hub = val
-		case key == "values.global.tag" || key == "tag":
-			v.Tag = val
-		case key == "values.global.proxy.logLevel" || key == "values.global.logging.level":
-			v.ProxyLogLevel = val
-		case key == "components.egressGateways[0].enabled" || key == "components.ingressGateways[0].enabled":
-			b, err := parseBool(val)
-			if err != nil {
-				return v, fmt.Errorf("--set %s: %v", key, err)
-			}
-			if strings.Contains(key, "egress") {
-				egressSet = &b
-			} else {
-				ingressSet = &b
-			}
-		default:
-			return v, fmt.Errorf("--set %s: not a setting Skein knows (profile, revision, values.defaultRevision, meshConfig.*, values.global.{hub,tag,trustDomain,meshID,multiCluster.clusterName,proxy.logLevel}, components.{ingress,egress}Gateways[0].enabled)", key)
-		}
-	}
-	v.Egress = v.Profile == "demo"
-	v.NoIngress = v.Profile == "minimal" || v.Profile == "empty"
-	if egressSet != nil {
-		v.Egress = *egressSet
-	}
-	if ingressSet != nil {
-		v.NoIngress = !*ingressSet
-	}
-	return v, nil
+	NoPilot       bool           // components.pilot.enabled=false (empty)
+	// Helm is the values.* tree: the injector ConfigMap's values key, which
+	// the injection reads (global.proxy.resources, ...).
+	Helm map[string]any
+	// Pilot, IngressK8s and EgressK8s are the components' Kubernetes
+	// settings (values.pilot / values.gateways.* and components.*.k8s).
+	Pilot, IngressK8s, EgressK8s K8sSettings
 }
 
 func parseBool(s string) (bool, error) {
@@ -162,28 +104,6 @@ func parseScalar(s string) any {
 		}
 	}
 	return s
-}
-
-func setPath(m map[string]any, path []string, val any) error {
-	for i, p := range path {
-		if p == "" {
-			return fmt.Errorf("empty path element")
-		}
-		if i == len(path)-1 {
-			m[p] = val
-			return nil
-		}
-		next, ok := m[p].(map[string]any)
-		if !ok {
-			if _, exists := m[p]; exists {
-				return fmt.Errorf("%s is already set to a value", strings.Join(path[:i+1], "."))
-			}
-			next = map[string]any{}
-			m[p] = next
-		}
-		m = next
-	}
-	return nil
 }
 
 // Component groups objects as istioctl reports progress.
@@ -274,12 +194,24 @@ func Components(o Options) ([]Component, error) {
 	if err != nil {
 		return nil, err
 	}
-	istiod = append(istiod, mesh)
-	if o.ExternalDiscovery == "" {
+	injector, err := o.injectorConfigMap()
+	if err != nil {
+		return nil, err
+	}
+	istiod = append(istiod, mesh, injector)
+	if o.ExternalDiscovery == "" && !o.Values.NoPilot {
 		if len(o.CACerts) > 0 {
 			istiod = append(istiod, o.caCertsSecret())
 		}
-		istiod = append(istiod, o.istiodService(), o.istiodDeployment())
+		dep := o.istiodDeployment()
+		hpa, err := applyK8s(o.Values.Pilot, dep, "discovery", nil)
+		if err != nil {
+			return nil, err
+		}
+		istiod = append(istiod, o.istiodService(), dep)
+		if hpa != nil {
+			istiod = append(istiod, hpa)
+		}
 	}
 	istiod = append(istiod, o.webhook())
 	if err := add("Istiod", istiod...); err != nil {
@@ -290,7 +222,8 @@ func Components(o Options) ([]Component, error) {
 		name string
 		spec GatewaySpec
 		on   bool
-	}{{"Ingress gateways", Ingress, !o.Values.NoIngress}, {"Egress gateways", Egress, o.Values.Egress}} {
+		k8s  K8sSettings
+	}{{"Ingress gateways", Ingress, !o.Values.NoIngress, o.Values.IngressK8s}, {"Egress gateways", Egress, o.Values.Egress, o.Values.EgressK8s}} {
 		if !g.on {
 			continue
 		}
@@ -302,7 +235,15 @@ func Components(o Options) ([]Component, error) {
 		}, o.InjectParams()); err != nil {
 			return nil, fmt.Errorf("%s: %w", dep.Name, err)
 		}
-		if err := add(g.name, sa, svc, dep); err != nil {
+		hpa, err := applyK8s(g.k8s, dep, inject.ProxyContainerName, svc)
+		if err != nil {
+			return nil, err
+		}
+		objs := []any{sa, svc, dep}
+		if hpa != nil {
+			objs = append(objs, hpa)
+		}
+		if err := add(g.name, objs...); err != nil {
 			return nil, err
 		}
 	}

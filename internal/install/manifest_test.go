@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
@@ -25,6 +27,11 @@ func TestGoldenManifests(t *testing.T) {
 		opts Options
 	}{
 		{name: "default", sets: []string{"values.defaultRevision=default"}},
+		{name: "tutorial", sets: tutorialSets},
+		{name: "components", sets: []string{"profile=minimal", "components.pilot.k8s.resources.requests.cpu=250m", "components.pilot.k8s.hpaSpec.maxReplicas=3",
+			"values.pilot.env.PILOT_TRACE_SAMPLING=10", "components.ingressGateways[0].enabled=true", "components.ingressGateways[0].k8s.service.type=NodePort",
+			"values.gateways.istio-ingressgateway.resources.limits.memory=256Mi", "values.global.proxy.autoInject=disabled",
+			"values.sidecarInjectorWebhook.neverInjectSelector[0].matchLabels.tier=batch"}},
 		{name: "external", sets: []string{"profile=demo", "meshConfig.accessLogFile=/dev/stdout", "meshConfig.defaultConfig.holdApplicationUntilProxyStarts=true"},
 			opts: Options{ExternalDiscovery: "10.1.2.3:15010"}},
 	}
@@ -163,8 +170,26 @@ func TestParseSet(t *testing.T) {
 			dc, _ := v.MeshConfig["defaultConfig"].(map[string]any)
 			return v.MeshConfig["enableTracing"] == false && dc["concurrency"] == float64(2)
 		}},
-		{sets: []string{"profile=ambient"}, wantErr: "unknown profile"},
-		{sets: []string{"values.pilot.env.FOO=1"}, wantErr: "values.pilot.env.FOO: not a setting"},
+		{sets: []string{"profile=ambient"}, wantErr: "ambient mode"},
+		{sets: []string{"profile=sometimes"}, wantErr: "unknown profile"},
+		{sets: []string{"values.pilot.env.FOO=1"}, check: func(v Values) bool { return v.Pilot.Env["FOO"] == "1" }},
+		{sets: []string{"values.pilot.bogus=1"}, wantErr: "values.pilot.bogus: not a setting Skein knows; did you mean values.pilot.env?"},
+		{sets: []string{"values.global.proxy.resource.requests.cpu=1"}, wantErr: "did you mean values.global.proxy.resources?"},
+		{sets: []string{"meshConfig.defaultConfig.proxyStatsMatcher.inclusionRegexps[0]=.*circuit_breakers.*", "meshConfig.defaultConfig.proxyStatsMatcher.inclusionRegexps[1]=.*_cx_.*"},
+			check: func(v Values) bool {
+				l, _ := get(v.MeshConfig, "defaultConfig.proxyStatsMatcher.inclusionRegexps").([]any)
+				return len(l) == 2 && l[0] == ".*circuit_breakers.*" && l[1] == ".*_cx_.*"
+			}},
+		{sets: []string{"components.ingressGateways[0].k8s.service.type=NodePort", "components.ingressGateways[0].k8s.replicaCount=3"},
+			check: func(v Values) bool { return v.IngressK8s.ServiceType == "NodePort" && *v.IngressK8s.Replicas == 3 }},
+		{sets: []string{"components.ingressGateways[0].k8s.service.type=Weird"}, wantErr: `service type "Weird"`},
+		{sets: []string{"values.pilot.autoscaleEnabled=true", "values.pilot.autoscaleMax=7"},
+			check: func(v Values) bool { return v.Pilot.HPA["maxReplicas"] == int32(7) }},
+		{sets: []string{"values.pilot.resources.requests.cpu=lots"}, wantErr: "values resources of pilot"},
+		{sets: []string{"components.pilot.enabled=false"}, check: func(v Values) bool { return v.NoPilot }},
+		{sets: []string{"values.global.proxy.resources.requests.cpu=10m"}, check: func(v Values) bool {
+			return getString(v.Helm, "global.proxy.resources.requests.cpu") == "10m"
+		}},
 		{sets: []string{"noequals"}, wantErr: "want key=value"},
 		{sets: []string{"meshConfig.a=1", "meshConfig.a.b=2"}, wantErr: "already set"},
 		{sets: []string{"components.ingressGateways[0].enabled=maybe"}, wantErr: "not true or false"},
@@ -193,5 +218,96 @@ func TestValidate(t *testing.T) {
 		if _, err := Objects(o); err == nil {
 			t.Errorf("%+v: no error", o)
 		}
+	}
+}
+
+// tutorialSets is the tutorial's install line.
+var tutorialSets = []string{
+	"values.global.proxy.resources.requests.cpu=10m", "values.global.proxy.resources.requests.memory=40Mi",
+	"values.global.proxy.resources.limits.cpu=100m", "values.global.proxy.resources.limits.memory=128Mi",
+}
+
+// The tutorial's --set values reach injected pods: the generated injector
+// ConfigMap, read as the webhook reads it, gives istio-proxy the requests
+// and limits asked for.
+func TestTutorialProxyResourcesReachInjectedPods(t *testing.T) {
+	vals, err := ParseSet(tutorialSets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := Objects(Options{Values: vals, CABundle: []byte(testBundle)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm := find(objs, "ConfigMap", inject.InjectorConfigMap)
+	if cm == nil {
+		t.Fatal("no istio-sidecar-injector ConfigMap")
+	}
+	data, _, _ := unstructured.NestedStringMap(cm.Object, "data")
+	cfg, err := inject.ParseConfigMap(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "example/web"}}}}
+	if _, err := inject.Pod(pod, map[string]string{inject.LabelNamespaceInjection: "enabled"}, inject.Params{Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	var r corev1.ResourceRequirements
+	for _, c := range pod.Spec.Containers {
+		if c.Name == inject.ProxyContainerName {
+			r = c.Resources
+		}
+	}
+	if r.Requests.Cpu().String() != "10m" || r.Requests.Memory().String() != "40Mi" || r.Limits.Cpu().String() != "100m" || r.Limits.Memory().String() != "128Mi" {
+		t.Errorf("istio-proxy resources %v", r)
+	}
+}
+
+func TestIstiodResourcesAndFiles(t *testing.T) {
+	dir := t.TempDir()
+	iop := filepath.Join(dir, "iop.yaml")
+	os.WriteFile(iop, []byte(`apiVersion: install.istio.io/v1alpha1
+kind: IstioOperator
+spec:
+  profile: demo
+  components:
+    pilot:
+      k8s:
+        resources:
+          requests: {cpu: 500m, memory: 2Gi}
+        replicaCount: 2
+  values:
+    global:
+      proxy:
+        logLevel: debug
+`), 0o644)
+	tmpl := filepath.Join(dir, "tmpl.yaml")
+	os.WriteFile(tmpl, []byte("spec:\n  containers:\n  - name: istio-proxy\n    env: [{name: X, value: \"1\"}]\n"), 0o644)
+	vals, err := Parse(Sources{Files: []string{iop}, Sets: []string{"components.pilot.k8s.replicaCount=3"}, SetFiles: []string{"values.sidecarInjectorWebhook.templates.extra=" + tmpl}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !vals.Egress || vals.ProxyLogLevel != "debug" || *vals.Pilot.Replicas != 3 {
+		t.Errorf("values %+v", vals)
+	}
+	objs, err := Objects(Options{Values: vals, CABundle: []byte(testBundle)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dep := find(objs, "Deployment", IstiodName)
+	b, _ := yaml.Marshal(dep.Object)
+	for _, want := range []string{"cpu: 500m", "memory: 2Gi", "replicas: 3"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("istiod lacks %q", want)
+		}
+	}
+	cm := find(objs, "ConfigMap", inject.InjectorConfigMap)
+	cfgText, _, _ := unstructured.NestedString(cm.Object, "data", "config")
+	if !strings.Contains(cfgText, "extra:") {
+		t.Errorf("template from --set-file missing: %s", cfgText)
+	}
+	if _, err := Parse(Sources{Files: []string{tmpl}}); err == nil || !strings.Contains(err.Error(), "IstioOperator") {
+		t.Errorf("non-IstioOperator file: %v", err)
 	}
 }

@@ -201,6 +201,7 @@ status: {podIP: 127.0.1.5, phase: Running}`),
 		// Served at v1 too, but the mirror watches v1 only.
 		vs(t, "v1beta1", "ratings-old", "ratings"),
 		obj(t, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata: {mesh: 'accessLogFile: /dev/stdout'}"),
+		obj(t, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio-sidecar-injector, namespace: istio-system}\ndata: {config: 'policy: enabled'}"),
 		obj(t, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kube-root-ca.crt, namespace: istio-system}\ndata: {ca.crt: x}"),
 		obj(t, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: default}\ndata: {mesh: ''}"),
 		obj(t, "apiVersion: v1\nkind: Secret\nmetadata: {name: bookinfo-credential, namespace: istio-system}\ntype: kubernetes.io/tls\ndata: {tls.crt: Y2VydA==, tls.key: a2V5}"),
@@ -228,6 +229,7 @@ spec:
 		{"VirtualService", "bookinfo", "reviews", true},
 		{"VirtualService", "bookinfo", "ratings-old", false}, // only v1 is watched
 		{"ConfigMap", "istio-system", "istio", true},
+		{"ConfigMap", "istio-system", "istio-sidecar-injector", true},
 		{"ConfigMap", "istio-system", "kube-root-ca.crt", false},
 		{"ConfigMap", "default", "istio", false},
 		{"Secret", "istio-system", "bookinfo-credential", true},
