@@ -46,7 +46,7 @@ func ValidateAll(obj *Object) ([]error, []Warning) {
 	case *networking.ServiceEntry:
 		v.serviceEntry(s)
 	case *networking.WorkloadEntry:
-		v.workloadEntry(s, "spec", true)
+		v.workloadEntry(s, "spec", false)
 	case *networking.Sidecar:
 		v.sidecar(s)
 	case *networking.EnvoyFilter:

@@ -126,9 +126,6 @@ func (v *validator) proxyConfig(pc *networkingv1beta1.ProxyConfig) {
 func (v *validator) workloadGroup(wg *networking.WorkloadGroup) {
 	v.labels("spec.metadata.labels", wg.GetMetadata().GetLabels())
 	if t := wg.GetTemplate(); t != nil {
-		if t.GetAddress() != "" {
-			v.errorf("spec.template.address", "address must not be set in a WorkloadGroup template")
-		}
 		for _, name := range sortedKeys(t.GetPorts()) {
 			if p := t.GetPorts()[name]; p < 1 || p > 65535 {
 				v.errorf(fmt.Sprintf("spec.template.ports[%s]", name), "port must be between 1-65535")
