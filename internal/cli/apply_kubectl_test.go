@@ -195,3 +195,43 @@ func TestDiff(t *testing.T) {
 		t.Errorf("invalid input: exit %d, want 2", exitCode(err))
 	}
 }
+
+// The Gateway API's Gateway and Istio's Gateway share a Kind but never a
+// list: each is stored, listed and deleted on its own.
+func TestGatewayKindsApart(t *testing.T) {
+	cp := newControlPlane(t)
+	both := `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ['*']
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+`
+	out, stderr, err := cp.run(t, both, "apply", "-f", "-")
+	if err != nil || out != "gateway.networking.istio.io/gw created\ngateway.gateway.networking.k8s.io/gw created\n" {
+		t.Fatalf("%q %v", out, err)
+	}
+	if !strings.Contains(stderr, "Warning: -") || !strings.Contains(stderr, "Skein does not program Gateway API resources yet") {
+		t.Errorf("no kubectl-style warning:\n%s", stderr)
+	}
+	if len(cp.store.Snapshot().List("Gateway")) != 1 || len(cp.store.Snapshot().List("Gateway."+config.GatewayAPIGroup)) != 1 {
+		t.Error("the two Gateway kinds share a list")
+	}
+	out = cp.mustRun(t, "get", "gateways.gateway.networking.k8s.io")
+	if !strings.Contains(out, "gw") {
+		t.Errorf("get: %q", out)
+	}
+	cp.mustRun(t, "delete", "gateways.gateway.networking.k8s.io", "gw")
+	if len(cp.store.Snapshot().List("Gateway")) != 1 || len(cp.store.Snapshot().List("Gateway."+config.GatewayAPIGroup)) != 0 {
+		t.Error("delete removed the wrong Gateway")
+	}
+}
