@@ -133,14 +133,14 @@ func TestServiceEntryRules(t *testing.T) {
 		{"duplicate port number", se("  hosts: [example.com]\n  ports:\n  - {name: a, number: 1}\n  - {name: b, number: 1}\n"), "spec.ports[1].number: port number cannot be duplicated", ""},
 		{"duplicate port name", se("  hosts: [example.com]\n  ports:\n  - {name: a, number: 1}\n  - {name: a, number: 2}\n"), "Duplicate value", ""},
 		{"port out of range", se("  hosts: [example.com]\n  ports:\n  - {name: a, number: 65536}\n"), "port must be between 1-65535", ""},
-		{"CIDR with DNS", se("  hosts: [example.com]\n  addresses: [1.2.3.4/16]\n  resolution: DNS\n"+port), "CIDR addresses are allowed only for NONE/STATIC resolution types", ""},
-		{"CIDR with NONE", se("  hosts: [example.com]\n  addresses: [1.2.3.4/16]\n"+port), "", ""},
-		{"NONE with endpoints", se("  hosts: [example.com]\n  endpoints:\n  - address: 1.2.3.4\n"+port), "NONE mode cannot set endpoints", ""},
-		{"DNS_ROUND_ROBIN with two endpoints", se("  hosts: [example.com]\n  resolution: DNS_ROUND_ROBIN\n  endpoints:\n  - address: a.example.com\n  - address: b.example.com\n"+port), "DNS_ROUND_ROBIN mode cannot have multiple endpoints", ""},
-		{"selector wildcard", se("  hosts: [example.com]\n  workloadSelector:\n    labels: {val: '*'}\n"+port), "wildcard is not supported in selector", ""},
-		{"selector and endpoints", se("  hosts: [example.com]\n  resolution: STATIC\n  workloadSelector:\n    labels: {app: a}\n  endpoints:\n  - address: 1.2.3.4\n"+port), "only one of WorkloadSelector or Endpoints can be set", ""},
-		{"STATIC endpoint must be an IP", se("  hosts: [example.com]\n  resolution: STATIC\n  endpoints:\n  - address: a.example.com\n"+port), `invalid address "a.example.com": want an IP address`, ""},
-		{"endpoint port not in the entry", se("  hosts: [example.com]\n  resolution: STATIC\n  endpoints:\n  - address: 1.2.3.4\n    ports: {grpc: 8080}\n"+port), `endpoint port "grpc" is not defined by the service entry`, ""},
+		{"CIDR with DNS", se("  hosts: [example.com]\n  addresses: [1.2.3.4/16]\n  resolution: DNS\n" + port), "CIDR addresses are allowed only for NONE/STATIC resolution types", ""},
+		{"CIDR with NONE", se("  hosts: [example.com]\n  addresses: [1.2.3.4/16]\n" + port), "", ""},
+		{"NONE with endpoints", se("  hosts: [example.com]\n  endpoints:\n  - address: 1.2.3.4\n" + port), "NONE mode cannot set endpoints", ""},
+		{"DNS_ROUND_ROBIN with two endpoints", se("  hosts: [example.com]\n  resolution: DNS_ROUND_ROBIN\n  endpoints:\n  - address: a.example.com\n  - address: b.example.com\n" + port), "DNS_ROUND_ROBIN mode cannot have multiple endpoints", ""},
+		{"selector wildcard", se("  hosts: [example.com]\n  workloadSelector:\n    labels: {val: '*'}\n" + port), "wildcard is not supported in selector", ""},
+		{"selector and endpoints", se("  hosts: [example.com]\n  resolution: STATIC\n  workloadSelector:\n    labels: {app: a}\n  endpoints:\n  - address: 1.2.3.4\n" + port), "only one of WorkloadSelector or Endpoints can be set", ""},
+		{"STATIC endpoint must be an IP", se("  hosts: [example.com]\n  resolution: STATIC\n  endpoints:\n  - address: a.example.com\n" + port), `invalid address "a.example.com": want an IP address`, ""},
+		{"endpoint port not in the entry", se("  hosts: [example.com]\n  resolution: STATIC\n  endpoints:\n  - address: 1.2.3.4\n    ports: {grpc: 8080}\n" + port), `endpoint port "grpc" is not defined by the service entry`, ""},
 	})
 }
 
