@@ -86,7 +86,7 @@ func deleteKeys(cmd *cobra.Command, files, args []string) ([]config.Key, error) 
 			return nil, fmt.Errorf("resource(s) were provided, but no name was specified: skein delete %s NAME", args[0])
 		}
 		for _, n := range req.names {
-			keys = append(keys, config.Key{Kind: req.schema.Kind, Namespace: namespaceFor(req.schema), Name: n})
+			keys = append(keys, config.Key{Kind: req.schema.KeyKind(), Namespace: namespaceFor(req.schema), Name: n})
 		}
 	}
 	return keys, nil

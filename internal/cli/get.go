@@ -124,7 +124,7 @@ func runGet(cmd *cobra.Command, opts getOptions, reqs []resourceRequest) error {
 		if opts.allNamespaces {
 			ns = ""
 		}
-		objs, _, err := client.List(cmd.Context(), req.schema.Kind, ns)
+		objs, _, err := client.List(cmd.Context(), req.schema.KeyKind(), ns)
 		if err != nil {
 			return serverError(err)
 		}

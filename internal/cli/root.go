@@ -16,6 +16,10 @@ import (
 func Execute() int {
 	root := NewRootCmd()
 	if err := root.Execute(); err != nil {
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return ee.code // already reported
+		}
 		// kubectl prints server errors ("Error from server (NotFound): ...") as they are.
 		if msg := err.Error(); strings.HasPrefix(msg, "Error from server") {
 			fmt.Fprintln(os.Stderr, msg)
@@ -61,7 +65,7 @@ func NewRootCmd() *cobra.Command {
 		newDiscoveryCmd(),
 		newProxyStatusCmd(), newProxyConfigCmd(),
 		newBookinfoCmd(),
-		newApplyCmd(), newGetCmd(), newDeleteCmd(),
+		newApplyCmd(), newDiffCmd(), newGetCmd(), newDeleteCmd(),
 		newUpCmd(),
 		newDashboardCmd(),
 		newKubeInjectCmd(),
@@ -87,3 +91,9 @@ func setupLogging(level string) {
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})))
 }
+
+// exitError ends the command with code after it has printed its own
+// messages (kubectl apply's partial failures, diff's "differences found").
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }

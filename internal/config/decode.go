@@ -187,8 +187,12 @@ func decodeIstio(ctx docContext, schema *Schema, gvk GVK, doc map[string]any) ([
 		errs = append(errs, ctx.fieldError("spec", "expected an object, got %s", describeJSON(doc["spec"])))
 	}
 	if specDoc == nil {
+		if schema.specRequired() && doc["spec"] == nil {
+			errs = append(errs, ctx.fieldError("spec", "Required value"))
+		}
 		specDoc = map[string]any{}
 	}
+	errs = append(errs, presentButEmpty(ctx, schema.Kind, specDoc)...)
 	if schema.Kind == "VirtualService" {
 		var w *Warning
 		specDoc, w = repairSingularHost(ctx, specDoc)

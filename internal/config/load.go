@@ -29,20 +29,33 @@ func LoadFiles(paths []string, defaultNamespace string) ([]*Object, []Warning, e
 
 // LoadFilesFrom is LoadFiles reading "-" from stdin.
 func LoadFilesFrom(stdin io.Reader, paths []string, defaultNamespace string) ([]*Object, []Warning, error) {
+	objs, warns, errs := LoadFilesEach(stdin, paths, defaultNamespace)
+	if len(errs) > 0 {
+		return nil, warns, errors.Join(errs...)
+	}
+	return objs, warns, nil
+}
+
+// LoadFilesEach is LoadFilesFrom that keeps going past bad documents, as
+// kubectl apply does: it returns every valid object and one error per
+// problem (each naming its file, document, resource and field).
+func LoadFilesEach(stdin io.Reader, paths []string, defaultNamespace string) ([]*Object, []Warning, []error) {
 	var (
 		objs  []*Object
 		warns []Warning
 		errs  []error
 	)
-	add := func(o []*Object, w []Warning, err error) {
-		objs, warns = append(objs, o...), append(warns, w...)
-		if err != nil {
-			errs = append(errs, err)
-		}
+	add := func(o []*Object, w []Warning, e []error) {
+		objs, warns, errs = append(objs, o...), append(warns, w...), append(errs, e...)
 	}
 	for _, p := range paths {
 		if p == "-" {
-			add(LoadReader("-", stdin, defaultNamespace))
+			data, err := io.ReadAll(stdin)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("read -: %w", err))
+				continue
+			}
+			add(loadBytesEach("-", data, defaultNamespace))
 			continue
 		}
 		files, err := expandPath(p)
@@ -56,13 +69,10 @@ func LoadFilesFrom(stdin io.Reader, paths []string, defaultNamespace string) ([]
 				errs = append(errs, err)
 				continue
 			}
-			add(loadBytes(f, data, defaultNamespace))
+			add(loadBytesEach(f, data, defaultNamespace))
 		}
 	}
-	if len(errs) > 0 {
-		return nil, warns, errors.Join(errs...)
-	}
-	return objs, warns, nil
+	return objs, warns, errs
 }
 
 // LoadReader reads every document from r; name is used in messages.
@@ -103,6 +113,16 @@ func expandPath(p string) ([]string, error) {
 }
 
 func loadBytes(name string, data []byte, defaultNamespace string) ([]*Object, []Warning, error) {
+	objs, warns, errs := loadBytesEach(name, data, defaultNamespace)
+	if len(errs) > 0 {
+		return nil, warns, errors.Join(errs...)
+	}
+	return objs, warns, nil
+}
+
+// loadBytesEach returns the valid objects of data and an error for each
+// problem; an invalid object is left out, its neighbours are not.
+func loadBytesEach(name string, data []byte, defaultNamespace string) ([]*Object, []Warning, []error) {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	docs, warns := splitDocuments(name, data)
 	var (
@@ -139,13 +159,12 @@ func loadBytes(name string, data []byte, defaultNamespace string) ([]*Object, []
 				w.File, w.Document = name, d.number
 				warns = append(warns, w)
 			}
-			objs = append(objs, obj)
+			if len(vErrs) == 0 {
+				objs = append(objs, obj)
+			}
 		}
 	}
-	if len(errs) > 0 {
-		return nil, warns, errors.Join(errs...)
-	}
-	return objs, warns, nil
+	return objs, warns, errs
 }
 
 // applyNamespace defaults the namespace of namespaced kinds and clears it

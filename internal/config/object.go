@@ -66,7 +66,7 @@ func (k Key) String() string {
 
 // Key returns the object's version-independent key.
 func (o *Object) Key() Key {
-	return Key{Kind: o.GVK.Kind, Namespace: o.Meta.Namespace, Name: o.Meta.Name}
+	return Key{Kind: keyKind(o.GVK.Group, o.GVK.Kind), Namespace: o.Meta.Namespace, Name: o.Meta.Name}
 }
 
 // ProtoSpec returns Spec as a proto message (Istio kinds) or nil.

@@ -4,11 +4,16 @@ import (
 	"strings"
 
 	"google.golang.org/protobuf/proto"
+	extensions "istio.io/api/extensions/v1alpha1"
 	networking "istio.io/api/networking/v1alpha3"
+	networkingv1beta1 "istio.io/api/networking/v1beta1"
 	security "istio.io/api/security/v1beta1"
 	telemetry "istio.io/api/telemetry/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	k8snetworking "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // Schema describes one kind Skein understands.
@@ -22,6 +27,10 @@ type Schema struct {
 	// NewSpec returns an empty typed body: a proto message for Istio kinds,
 	// a k8s.io/api object pointer for Kubernetes kinds.
 	NewSpec func() any
+	// StoredOnly kinds are validated and stored, so manifests holding them
+	// apply as they would on a cluster, but Skein does not act on them yet;
+	// the Kubernetes mirror does not watch them.
+	StoredOnly bool
 }
 
 // IsIstio reports whether the kind's Spec is an istio.io/api proto message.
@@ -61,6 +70,10 @@ var Schemas = []*Schema{
 	istio("PeerAuthentication", "security.istio.io", "peerauthentications", []string{"pa"}, securityVersions, func() proto.Message { return &security.PeerAuthentication{} }),
 	istio("RequestAuthentication", "security.istio.io", "requestauthentications", []string{"ra"}, securityVersions, func() proto.Message { return &security.RequestAuthentication{} }),
 	istio("AuthorizationPolicy", "security.istio.io", "authorizationpolicies", []string{"ap"}, securityVersions, func() proto.Message { return &security.AuthorizationPolicy{} }),
+	istio("WorkloadGroup", "networking.istio.io", "workloadgroups", []string{"wg"}, networkingVersions, func() proto.Message { return &networking.WorkloadGroup{} }).storedOnly(),
+	istio("ProxyConfig", "networking.istio.io", "proxyconfigs", nil, []string{"v1beta1"}, func() proto.Message { return &networkingv1beta1.ProxyConfig{} }).storedOnly(),
+	istio("WasmPlugin", "extensions.istio.io", "wasmplugins", nil, []string{"v1alpha1"}, func() proto.Message { return &extensions.WasmPlugin{} }).storedOnly(),
+	istio("TrafficExtension", "extensions.istio.io", "trafficextensions", nil, []string{"v1alpha1"}, func() proto.Message { return &extensions.TrafficExtension{} }).storedOnly(),
 	istio("Telemetry", "telemetry.istio.io", "telemetries", []string{"telemetry"}, []string{"v1", "v1alpha1"}, func() proto.Message { return &telemetry.Telemetry{} }),
 
 	{Kind: "Namespace", Group: "", Versions: []string{"v1"}, Plural: "namespaces", ShortNames: []string{"ns"}, NewSpec: func() any { return &corev1.Namespace{} }},
@@ -70,6 +83,54 @@ var Schemas = []*Schema{
 	{Kind: "Secret", Group: "", Versions: []string{"v1"}, Plural: "secrets", Namespaced: true, NewSpec: func() any { return &corev1.Secret{} }},
 	{Kind: "Pod", Group: "", Versions: []string{"v1"}, Plural: "pods", ShortNames: []string{"po"}, Namespaced: true, NewSpec: func() any { return &corev1.Pod{} }},
 	{Kind: "Deployment", Group: "apps", Versions: []string{"v1"}, Plural: "deployments", ShortNames: []string{"deploy"}, Namespaced: true, NewSpec: func() any { return &appsv1.Deployment{} }},
+
+	// Stored as kubectl would store them; not acted on yet.
+	kube("Endpoints", "", "endpoints", []string{"ep"}, true, func() any { return &corev1.Endpoints{} }),
+	kube("Ingress", "networking.k8s.io", "ingresses", []string{"ing"}, true, func() any { return &k8snetworking.Ingress{} }),
+	kube("IngressClass", "networking.k8s.io", "ingressclasses", nil, false, func() any { return &k8snetworking.IngressClass{} }),
+	kube("NetworkPolicy", "networking.k8s.io", "networkpolicies", []string{"netpol"}, true, func() any { return &k8snetworking.NetworkPolicy{} }),
+	kube("Role", "rbac.authorization.k8s.io", "roles", nil, true, func() any { return &rbacv1.Role{} }),
+	kube("RoleBinding", "rbac.authorization.k8s.io", "rolebindings", nil, true, func() any { return &rbacv1.RoleBinding{} }),
+	kube("ClusterRole", "rbac.authorization.k8s.io", "clusterroles", nil, false, func() any { return &rbacv1.ClusterRole{} }),
+	kube("ClusterRoleBinding", "rbac.authorization.k8s.io", "clusterrolebindings", nil, false, func() any { return &rbacv1.ClusterRoleBinding{} }),
+
+	// Gateway API: one Go type (v1) for every served version, as the
+	// older versions' types are aliases or field-compatible.
+	gatewayAPI("GatewayClass", "gatewayclasses", []string{"gc"}, false, []string{"v1", "v1beta1"}, func() any { return &gatewayv1.GatewayClass{} }),
+	gatewayAPI("Gateway", "gateways", nil, true, []string{"v1", "v1beta1"}, func() any { return &gatewayv1.Gateway{} }),
+	gatewayAPI("HTTPRoute", "httproutes", nil, true, []string{"v1", "v1beta1"}, func() any { return &gatewayv1.HTTPRoute{} }),
+	gatewayAPI("GRPCRoute", "grpcroutes", nil, true, []string{"v1", "v1alpha2"}, func() any { return &gatewayv1.GRPCRoute{} }),
+	gatewayAPI("TCPRoute", "tcproutes", nil, true, []string{"v1alpha2", "v1"}, func() any { return &gatewayv1.TCPRoute{} }),
+	gatewayAPI("TLSRoute", "tlsroutes", nil, true, []string{"v1", "v1alpha2", "v1alpha3"}, func() any { return &gatewayv1.TLSRoute{} }),
+	gatewayAPI("ReferenceGrant", "referencegrants", []string{"refgrant"}, true, []string{"v1", "v1beta1", "v1alpha2"}, func() any { return &gatewayv1.ReferenceGrant{} }),
+}
+
+// GatewayAPIGroup is the Kubernetes Gateway API's group.
+const GatewayAPIGroup = "gateway.networking.k8s.io"
+
+func (s *Schema) storedOnly() *Schema { s.StoredOnly = true; return s }
+
+func kube(kind, group, plural string, short []string, namespaced bool, newSpec func() any) *Schema {
+	return &Schema{Kind: kind, Group: group, Versions: []string{"v1"}, Plural: plural, ShortNames: short,
+		Namespaced: namespaced, NewSpec: newSpec, StoredOnly: true}
+}
+
+func gatewayAPI(kind, plural string, short []string, namespaced bool, versions []string, newSpec func() any) *Schema {
+	return &Schema{Kind: kind, Group: GatewayAPIGroup, Versions: versions, Plural: plural, ShortNames: short,
+		Namespaced: namespaced, NewSpec: newSpec, StoredOnly: true}
+}
+
+// KeyKind is the Kind in the object's Key: the Kind, qualified by group
+// where two groups share it (the Gateway API's Gateway is
+// "Gateway.gateway.networking.k8s.io", Istio's stays "Gateway"), so the
+// two never meet in one list.
+func (s *Schema) KeyKind() string { return keyKind(s.Group, s.Kind) }
+
+func keyKind(group, kind string) string {
+	if group == GatewayAPIGroup && kind == "Gateway" {
+		return kind + "." + group
+	}
+	return kind
 }
 
 // SchemaForKind finds a schema by Kind, plural, singular or short name,

@@ -9,8 +9,11 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
+	extensions "istio.io/api/extensions/v1alpha1"
 	networking "istio.io/api/networking/v1alpha3"
+	networkingv1beta1 "istio.io/api/networking/v1beta1"
 	security "istio.io/api/security/v1beta1"
+	telemetry "istio.io/api/telemetry/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -43,7 +46,7 @@ func ValidateAll(obj *Object) ([]error, []Warning) {
 	case *networking.ServiceEntry:
 		v.serviceEntry(s)
 	case *networking.WorkloadEntry:
-		v.workloadEntry(s, "spec", true)
+		v.workloadEntry(s, "spec", false)
 	case *networking.Sidecar:
 		v.sidecar(s)
 	case *networking.EnvoyFilter:
@@ -54,12 +57,24 @@ func ValidateAll(obj *Object) ([]error, []Warning) {
 		v.authorizationPolicy(s)
 	case *security.RequestAuthentication:
 		v.requestAuthentication(s)
+	case *telemetry.Telemetry:
+		v.telemetry(s)
+	case *networking.WorkloadGroup:
+		v.workloadGroup(s)
+	case *networkingv1beta1.ProxyConfig:
+		v.proxyConfig(s)
+	case *extensions.WasmPlugin:
+		v.wasmPlugin(s)
+	case *extensions.TrafficExtension:
+		v.trafficExtension(s)
 	case *appsv1.Deployment:
 		v.deployment(s)
 	case *corev1.Pod:
 		v.podSpec(&s.Spec, "spec")
 	case *corev1.Service:
 		v.service(s)
+	default:
+		v.storedOnly(obj)
 	}
 	return v.errs, v.warns
 }
@@ -156,10 +171,17 @@ func (v *validator) hostname(field, host string) {
 	if _, err := netip.ParseAddr(host); err == nil {
 		return
 	}
-	name := strings.TrimPrefix(host, "*.")
-	for _, label := range strings.Split(name, ".") {
+	// Istio allows a wildcard only in the first label: "*", "*foo",
+	// "*-foo" (a partial wildcard) or a plain label.
+	for i, label := range strings.Split(host, ".") {
+		if i == 0 && strings.HasPrefix(label, "*") {
+			label = strings.TrimPrefix(strings.TrimPrefix(label, "*"), "-")
+			if label == "" {
+				continue
+			}
+		}
 		if len(validation.IsDNS1123Label(strings.ToLower(label))) > 0 {
-			v.errorf(field, "invalid host %q: each dot-separated part must be a DNS label (letters, digits, '-'), and only a leading \"*.\" wildcard is allowed", host)
+			v.errorf(field, "invalid host %q: each dot-separated part must be a DNS label (letters, digits, '-'), and a wildcard is allowed only at the start of the first", host)
 			return
 		}
 	}

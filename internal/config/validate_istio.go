@@ -2,12 +2,14 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
+	"regexp"
 	"strconv"
 	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
-	security "istio.io/api/security/v1beta1"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 func (v *validator) gateway(gw *networking.Gateway) {
@@ -68,9 +70,23 @@ func (v *validator) namespacedHost(field, h string) {
 
 func (v *validator) virtualService(vs *networking.VirtualService) {
 	if len(vs.GetHosts()) == 0 {
-		v.errorf("spec.hosts", "a VirtualService must have at least one host")
+		// No hosts: a delegate, which Istio allows only for HTTP routes.
+		if len(vs.GetGateways()) > 0 {
+			v.errorf("spec.gateways", "delegate virtual service must have no gateways specified")
+		}
+		if len(vs.GetTls()) > 0 {
+			v.errorf("spec.tls", "delegate virtual service must have no tls route specified")
+		}
+		if len(vs.GetTcp()) > 0 {
+			v.errorf("spec.tcp", "delegate virtual service must have no tcp route specified")
+		}
 	}
+	toMesh := len(vs.GetGateways()) == 0 || contains(vs.GetGateways(), "mesh")
 	for i, h := range vs.GetHosts() {
+		if h == "*" && toMesh {
+			v.errorf(fieldAt("spec.hosts", i), "wildcard host * is not allowed for virtual services bound to the mesh gateway")
+			continue
+		}
 		v.hostname(fieldAt("spec.hosts", i), h)
 	}
 	for i, g := range vs.GetGateways() {
@@ -274,8 +290,13 @@ func (v *validator) routeDestinations(f string, routes any) {
 		}
 		total += int64(r.GetWeight())
 	}
-	if len(list) > 1 && total != 100 {
-		v.errorf(f, "the weights of the destinations must add up to 100 (they add up to %d)", total)
+	// Weights are relative (Istio normalizes them); only a total of 0 over
+	// several destinations leaves nothing to route to.
+	if len(list) > 1 && total == 0 {
+		v.errorf(f, "total destination weight = 0")
+	}
+	if total > math.MaxUint32 {
+		v.errorf(f, "total destination weight %d > %d", total, uint32(math.MaxUint32))
 	}
 }
 
@@ -345,6 +366,19 @@ func (v *validator) trafficPolicy(f string, tp *networking.TrafficPolicy) {
 	if tp == nil {
 		return
 	}
+	if w := tp.GetLoadBalancer().GetWarmup(); w != nil {
+		wf := f + ".loadBalancer.warmup"
+		if w.GetDuration() == nil {
+			v.errorf(wf+".duration", "Required value")
+		}
+		v.duration(wf+".duration", w.GetDuration())
+		if p := w.GetMinimumPercent(); p != nil && (p.GetValue() < 0 || p.GetValue() > 100) {
+			v.errorf(wf+".minimumPercent", "Invalid value: %v: must be between 0 and 100", p.GetValue())
+		}
+		if a := w.GetAggression(); a != nil && a.GetValue() < 0 {
+			v.errorf(wf+".aggression", "Invalid value: %v: should be greater than or equal to 0", a.GetValue())
+		}
+	}
 	if od := tp.GetOutlierDetection(); od != nil {
 		v.duration(f+".outlierDetection.interval", od.GetInterval())
 		v.duration(f+".outlierDetection.baseEjectionTime", od.GetBaseEjectionTime())
@@ -384,88 +418,136 @@ func (v *validator) trafficPolicy(f string, tp *networking.TrafficPolicy) {
 
 func (v *validator) serviceEntry(se *networking.ServiceEntry) {
 	if len(se.GetHosts()) == 0 {
-		v.errorf("spec.hosts", "a ServiceEntry must have at least one host")
+		v.errorf("spec.hosts", "Required value: service entry must have at least one host")
 	}
 	for i, h := range se.GetHosts() {
 		if h == "*" {
-			v.errorf(fieldAt("spec.hosts", i), "the wildcard host \"*\" is not allowed in a ServiceEntry")
+			v.errorf(fieldAt("spec.hosts", i), "hostname cannot be wildcard")
 			continue
 		}
 		v.hostname(fieldAt("spec.hosts", i), h)
 	}
+	resolution := se.GetResolution()
 	for i, a := range se.GetAddresses() {
-		if _, err := netip.ParsePrefix(a); err != nil {
-			if _, err := netip.ParseAddr(a); err != nil {
-				v.errorf(fieldAt("spec.addresses", i), "invalid address %q: want an IP or CIDR", a)
-			}
+		if !validIPOrCIDR(a) {
+			v.errorf(fieldAt("spec.addresses", i), "invalid address %q: want an IP or CIDR", a)
+		}
+		if strings.Contains(a, "/") && resolution != networking.ServiceEntry_NONE && resolution != networking.ServiceEntry_STATIC {
+			v.errorf(fieldAt("spec.addresses", i), "CIDR addresses are allowed only for NONE/STATIC resolution types")
 		}
 	}
-	if len(se.GetPorts()) == 0 {
-		v.errorf("spec.ports", "a ServiceEntry must have at least one port")
-	}
-	portNames := map[string]bool{}
+	portNames, portNumbers := map[string]bool{}, map[uint32]bool{}
 	for i, p := range se.GetPorts() {
 		f := fieldAt("spec.ports", i)
-		v.port(f+".number", p.GetNumber(), true)
-		v.port(f+".targetPort", p.GetTargetPort(), false)
+		if p.GetNumber() < 1 || p.GetNumber() > 65535 {
+			v.errorf(f+".number", "port must be between 1-65535")
+		} else if portNumbers[p.GetNumber()] {
+			v.errorf(f+".number", "port number cannot be duplicated")
+		}
+		portNumbers[p.GetNumber()] = true
+		if t := p.GetTargetPort(); t != 0 && t > 65535 {
+			v.errorf(f+".targetPort", "port must be between 1-65535")
+		}
 		v.protocol(f+".protocol", p.GetProtocol(), false)
 		switch {
 		case p.GetName() == "":
-			v.errorf(f+".name", "required field is missing")
+			v.errorf(f+".name", "Required value")
 		case portNames[p.GetName()]:
-			v.errorf(f+".name", "duplicate port name %q", p.GetName())
+			v.errorf(f+".name", "Duplicate value: port name %q", p.GetName())
 		}
 		portNames[p.GetName()] = true
 	}
-	if se.GetWorkloadSelector() != nil && len(se.GetEndpoints()) > 0 {
-		v.errorf("spec.workloadSelector", "only one of workloadSelector and endpoints may be set")
-	}
-	switch se.GetResolution() {
-	case networking.ServiceEntry_STATIC:
-		if len(se.GetEndpoints()) == 0 && se.GetWorkloadSelector() == nil {
-			v.errorf("spec.endpoints", "resolution STATIC needs endpoints (or a workloadSelector)")
+	if sel := se.GetWorkloadSelector(); sel != nil {
+		for _, k := range sortedKeys(sel.GetLabels()) {
+			if strings.Contains(sel.GetLabels()[k], "*") {
+				v.errorf(fmt.Sprintf("spec.workloadSelector.labels[%s]", k), "wildcard is not supported in selector")
+			}
 		}
-	case networking.ServiceEntry_DNS, networking.ServiceEntry_DNS_ROUND_ROBIN:
-		if len(se.GetEndpoints()) == 0 {
-			for i, h := range se.GetHosts() {
-				if strings.HasPrefix(h, "*") {
-					v.errorf(fieldAt("spec.hosts", i), "wildcard host %q cannot be resolved with DNS: add endpoints or use resolution NONE", h)
-				}
+		v.labels("spec.workloadSelector.labels", sel.GetLabels())
+	}
+	if se.GetWorkloadSelector() != nil && len(se.GetEndpoints()) > 0 {
+		v.errorf("spec", "only one of WorkloadSelector or Endpoints can be set")
+	}
+	switch resolution {
+	case networking.ServiceEntry_NONE:
+		if len(se.GetEndpoints()) > 0 {
+			v.errorf("spec.endpoints", "NONE mode cannot set endpoints")
+		}
+	case networking.ServiceEntry_DNS_ROUND_ROBIN:
+		if len(se.GetEndpoints()) > 1 {
+			v.errorf("spec.endpoints", "DNS_ROUND_ROBIN mode cannot have multiple endpoints")
+		}
+	}
+	if (resolution == networking.ServiceEntry_DNS || resolution == networking.ServiceEntry_DNS_ROUND_ROBIN) && len(se.GetEndpoints()) == 0 {
+		for i, h := range se.GetHosts() {
+			if strings.HasPrefix(h, "*") {
+				v.errorf(fieldAt("spec.hosts", i), "wildcard host %q cannot be resolved with DNS: add endpoints or use resolution NONE", h)
 			}
 		}
 	}
 	for i, ep := range se.GetEndpoints() {
 		f := fieldAt("spec.endpoints", i)
-		v.workloadEntry(ep, f, se.GetResolution() == networking.ServiceEntry_STATIC)
+		v.workloadEntry(ep, f, resolution == networking.ServiceEntry_STATIC)
 		for _, name := range sortedKeys(ep.GetPorts()) {
 			if !portNames[name] {
-				v.errorf(fmt.Sprintf("%s.ports[%s]", f, name), "port %q is not a port of this ServiceEntry", name)
+				v.errorf(fmt.Sprintf("%s.ports[%s]", f, name), "endpoint port %q is not defined by the service entry", name)
 			}
 		}
 	}
 }
 
+// portNameRE is the CRD's rule for WorkloadEntry port names.
+var portNameRE = regexp.MustCompile(`^[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?$`)
+
 // workloadEntry checks a WorkloadEntry spec, or a ServiceEntry endpoint.
-// needIP: the address must be an IP (or a unix socket), not a hostname.
+// needIP: the address must be an IP (or a Unix socket), not a hostname.
 func (v *validator) workloadEntry(we *networking.WorkloadEntry, f string, needIP bool) {
 	addr := we.GetAddress()
 	switch {
 	case addr == "" && we.GetNetwork() == "":
-		v.errorf(f+".address", "an address (or a network) is required")
-	case addr == "" || strings.HasPrefix(addr, "unix://"):
+		v.errorf(f+".address", "Address is required")
+	case addr == "":
+	case strings.HasPrefix(addr, "unix://"):
+		path := strings.TrimPrefix(addr, "unix://")
+		if !strings.HasPrefix(path, "/") && !strings.HasPrefix(path, "@") {
+			v.errorf(f+".address", "UDS must be an absolute path or abstract socket")
+		} else if strings.HasSuffix(path, "/") {
+			v.errorf(f+".address", "UDS may not be a dir")
+		}
+		if len(we.GetPorts()) > 0 {
+			v.errorf(f+".ports", "UDS may not include ports")
+		}
+	case len(addr) > 256:
+		v.errorf(f+".address", "address must be at most 256 characters")
 	default:
 		if _, err := netip.ParseAddr(addr); err != nil {
 			if needIP {
 				v.errorf(f+".address", "invalid address %q: want an IP address", addr)
 			} else {
-				v.hostname(f+".address", addr)
+				v.fqdn(f+".address", addr)
 			}
 		}
 	}
 	for _, name := range sortedKeys(we.GetPorts()) {
-		v.port(fmt.Sprintf("%s.ports[%s]", f, name), we.GetPorts()[name], true)
+		pf := fmt.Sprintf("%s.ports[%s]", f, name)
+		if len(name) >= 63 || !portNameRE.MatchString(name) {
+			v.errorf(f+".ports", "Invalid value: port name must be valid (got %q)", name)
+		}
+		if p := we.GetPorts()[name]; p < 1 || p > 65535 {
+			v.errorf(pf, "port must be between 1-65535")
+		}
 	}
 	v.labels(f+".labels", we.GetLabels())
+}
+
+// fqdn checks a DNS name with no wildcard.
+func (v *validator) fqdn(f, name string) {
+	for _, label := range strings.Split(strings.TrimSuffix(name, "."), ".") {
+		if len(validation.IsDNS1123Label(strings.ToLower(label))) > 0 {
+			v.errorf(f, "invalid address %q: want an IP address or a DNS name", name)
+			return
+		}
+	}
 }
 
 func (v *validator) sidecar(sc *networking.Sidecar) {
@@ -501,6 +583,13 @@ func (v *validator) envoyFilter(ef *networking.EnvoyFilter) {
 		if cp.GetApplyTo() == networking.EnvoyFilter_INVALID {
 			v.errorf(f+".applyTo", "required field is missing")
 		}
+		m := cp.GetMatch()
+		if waypoint := m.GetContext() == networking.EnvoyFilter_WAYPOINT; waypoint != (m.GetWaypoint() != nil) {
+			v.errorf(f+".match", "only support waypointMatch when context is WAYPOINT")
+		}
+		if wp := m.GetWaypoint(); wp != nil && wp.GetPortNumber() > 65535 {
+			v.errorf(f+".match.waypoint.portNumber", "port must be between 1-65535")
+		}
 		p := cp.GetPatch()
 		if p == nil {
 			v.errorf(f+".patch", "required field is missing")
@@ -514,63 +603,6 @@ func (v *validator) envoyFilter(ef *networking.EnvoyFilter) {
 			if p.GetValue() == nil {
 				v.errorf(f+".patch.value", "operation %s needs a value", p.GetOperation())
 			}
-		}
-	}
-}
-
-func (v *validator) peerAuthentication(pa *security.PeerAuthentication) {
-	if len(pa.GetPortLevelMtls()) > 0 && len(pa.GetSelector().GetMatchLabels()) == 0 {
-		v.errorf("spec.portLevelMtls", "portLevelMtls needs a selector with matchLabels")
-	}
-	for port := range pa.GetPortLevelMtls() {
-		v.port(fmt.Sprintf("spec.portLevelMtls[%d]", port), port, true)
-	}
-}
-
-func (v *validator) authorizationPolicy(ap *security.AuthorizationPolicy) {
-	custom := ap.GetAction() == security.AuthorizationPolicy_CUSTOM
-	switch {
-	case custom && ap.GetProvider().GetName() == "":
-		v.errorf("spec.provider", "action CUSTOM needs a provider")
-	case custom:
-		// Refused rather than stored unenforced: a CUSTOM policy that
-		// silently did nothing would fail open.
-		v.errorf("spec.action", "action CUSTOM is not supported: Skein has no external authorization (ext_authz) provider %q", ap.GetProvider().GetName())
-	case !custom && ap.GetProvider() != nil:
-		v.errorf("spec.provider", "a provider is allowed only with action CUSTOM")
-	}
-	for i, r := range ap.GetRules() {
-		f := fieldAt("spec.rules", i)
-		for j, from := range r.GetFrom() {
-			if from.GetSource() == nil {
-				v.errorf(fmt.Sprintf("%s.from[%d].source", f, j), "required field is missing")
-			}
-		}
-		for j, to := range r.GetTo() {
-			if to.GetOperation() == nil {
-				v.errorf(fmt.Sprintf("%s.to[%d].operation", f, j), "required field is missing")
-			}
-		}
-		for j, c := range r.GetWhen() {
-			cf := fmt.Sprintf("%s.when[%d]", f, j)
-			if c.GetKey() == "" {
-				v.errorf(cf+".key", "required field is missing")
-			}
-			if len(c.GetValues()) == 0 && len(c.GetNotValues()) == 0 {
-				v.errorf(cf, "a condition needs values or notValues")
-			}
-		}
-	}
-}
-
-func (v *validator) requestAuthentication(ra *security.RequestAuthentication) {
-	for i, r := range ra.GetJwtRules() {
-		f := fieldAt("spec.jwtRules", i)
-		if r.GetIssuer() == "" {
-			v.errorf(f+".issuer", "required field is missing")
-		}
-		if r.GetJwksUri() != "" && r.GetJwks() != "" {
-			v.errorf(f, "only one of jwksUri and jwks may be set")
 		}
 	}
 }

@@ -33,11 +33,14 @@ func TestValidate(t *testing.T) {
 
 		// VirtualService
 		{"vs ok", istioDoc("VirtualService", "  hosts: [reviews]\n  http:\n"+okRoute), ""},
-		{"vs without hosts", istioDoc("VirtualService", "  http:\n"+okRoute), "spec.hosts: a VirtualService must have at least one host"},
+		{"delegate vs without hosts", istioDoc("VirtualService", "  http:\n"+okRoute), ""},
+		{"delegate vs with gateways", istioDoc("VirtualService", "  gateways: [gw]\n  http:\n"+okRoute), "spec.gateways: delegate virtual service must have no gateways specified"},
+		{"wildcard host on the mesh", istioDoc("VirtualService", "  hosts: ['*']\n  http:\n"+okRoute), "wildcard host * is not allowed for virtual services bound to the mesh gateway"},
 		{"vs without routes", istioDoc("VirtualService", "  hosts: [reviews]\n"), "spec: a VirtualService needs http, tcp or tls routes"},
 		{"route without action", istioDoc("VirtualService", "  hosts: [reviews]\n  http:\n  - match:\n    - uri: {prefix: /}\n"), "spec.http[0]: an HTTP route needs one of route, redirect, directResponse or delegate"},
 		{"route and redirect", istioDoc("VirtualService", "  hosts: [reviews]\n  http:\n  - redirect: {uri: /x}\n    route:\n    - destination: {host: reviews}\n"), "spec.http[0]: an HTTP route can have only one of"},
-		{"weights must add up to 100", istioDoc("VirtualService", "  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews, subset: v1}\n      weight: 50\n    - destination: {host: reviews, subset: v3}\n      weight: 40\n"), "spec.http[0].route: the weights of the destinations must add up to 100 (they add up to 90)"},
+		{"weights are relative", istioDoc("VirtualService", "  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews, subset: v1}\n      weight: 50\n    - destination: {host: reviews, subset: v3}\n      weight: 40\n"), ""},
+		{"weights adding up to 0", istioDoc("VirtualService", "  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews, subset: v1}\n    - destination: {host: reviews, subset: v3}\n"), "spec.http[0].route: total destination weight = 0"},
 		{"weights adding up to 100", istioDoc("VirtualService", "  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews, subset: v1}\n      weight: 50\n    - destination: {host: reviews, subset: v3}\n      weight: 50\n"), ""},
 		{"single destination weight is free", istioDoc("VirtualService", "  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews}\n      weight: 30\n"), ""},
 		{"empty uri match", istioDoc("VirtualService", "  hosts: [reviews]\n  http:\n  - match:\n    - uri: {}\n    route:\n    - destination: {host: reviews}\n"), "spec.http[0].match[0].uri: exactly one of exact, prefix or regex must be set"},
@@ -48,7 +51,7 @@ func TestValidate(t *testing.T) {
 		{"unknown retry policy", istioDoc("VirtualService", "  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews}\n    retries: {attempts: 3, retryOn: '5xx,gateway-eror'}\n"), `spec.http[0].retries.retryOn: unknown retry policy "gateway-eror" (did you mean "gateway-error"?)`},
 		{"timeout below 1ms", istioDoc("VirtualService", "  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews}\n    timeout: 0s\n"), "spec.http[0].timeout: duration 0s is shorter than the minimum of 1ms"},
 		{"fault percentage", istioDoc("VirtualService", "  hosts: [ratings]\n  http:\n  - fault:\n      abort: {httpStatus: 500, percentage: {value: 120}}\n    route:\n    - destination: {host: ratings}\n"), "spec.http[0].fault.abort.percentage: percentage 120 must be between 0 and 100"},
-		{"tcp route weights", istioDoc("VirtualService", "  hosts: [db]\n  tcp:\n  - route:\n    - destination: {host: db, subset: a}\n      weight: 10\n    - destination: {host: db, subset: b}\n      weight: 10\n"), "spec.tcp[0].route: the weights"},
+		{"tcp route weights", istioDoc("VirtualService", "  hosts: [db]\n  tcp:\n  - route:\n    - destination: {host: db, subset: a}\n      weight: 10\n    - destination: {host: db, subset: b}\n      weight: 0\n"), ""},
 		{"tls route without sni", istioDoc("VirtualService", "  hosts: [db]\n  tls:\n  - match:\n    - port: 443\n    route:\n    - destination: {host: db}\n"), "spec.tls[0].match[0].sniHosts: a TLS match must have at least one SNI host"},
 
 		// DestinationRule
@@ -60,21 +63,22 @@ func TestValidate(t *testing.T) {
 
 		// ServiceEntry
 		{"se ok", istioDoc("ServiceEntry", "  hosts: [api.example.com]\n  ports:\n  - {number: 443, name: https, protocol: TLS}\n  resolution: DNS\n  location: MESH_EXTERNAL\n"), ""},
-		{"se without hosts", istioDoc("ServiceEntry", "  ports:\n  - {number: 443, name: https}\n"), "spec.hosts: a ServiceEntry must have at least one host"},
-		{"se without ports", istioDoc("ServiceEntry", "  hosts: [api.example.com]\n"), "spec.ports: a ServiceEntry must have at least one port"},
-		{"se port without name", istioDoc("ServiceEntry", "  hosts: [api.example.com]\n  ports:\n  - {number: 443}\n"), "spec.ports[0].name: required field is missing"},
-		{"se static without endpoints", istioDoc("ServiceEntry", "  hosts: [db.internal]\n  ports:\n  - {number: 5432, name: tcp}\n  resolution: STATIC\n"), "spec.endpoints: resolution STATIC needs endpoints"},
+		{"se without hosts", istioDoc("ServiceEntry", "  ports:\n  - {number: 443, name: https}\n"), "spec.hosts: Required value: service entry must have at least one host"},
+		{"se without ports", istioDoc("ServiceEntry", "  hosts: [api.example.com]\n"), ""},
+		{"se port without name", istioDoc("ServiceEntry", "  hosts: [api.example.com]\n  ports:\n  - {number: 443}\n"), "spec.ports[0].name: Required value"},
+		{"se static without endpoints", istioDoc("ServiceEntry", "  hosts: [db.internal]\n  ports:\n  - {number: 5432, name: tcp}\n  resolution: STATIC\n"), ""},
 		{"se static endpoint must be an IP", istioDoc("ServiceEntry", "  hosts: [db.internal]\n  ports:\n  - {number: 5432, name: tcp}\n  resolution: STATIC\n  endpoints:\n  - address: db.example.com\n"), `spec.endpoints[0].address: invalid address "db.example.com": want an IP address`},
 
 		// WorkloadEntry
 		{"we ok", istioDoc("WorkloadEntry", "  address: 10.0.0.1\n  labels: {app: vm}\n"), ""},
-		{"we without address", istioDoc("WorkloadEntry", "  labels: {app: vm}\n"), "spec.address: an address (or a network) is required"},
+		{"we without address", istioDoc("WorkloadEntry", "  labels: {app: vm}\n"), "spec.address: Address is required"},
 		{"we with only a network", istioDoc("WorkloadEntry", "  network: net2\n"), ""},
 
 		// Security
-		{"custom authz without provider", istioDoc("AuthorizationPolicy", "  action: CUSTOM\n"), "spec.provider: action CUSTOM needs a provider"},
-		{"custom authz is not supported", istioDoc("AuthorizationPolicy", "  action: CUSTOM\n  provider: {name: opa}\n"), `spec.action: action CUSTOM is not supported: Skein has no external authorization (ext_authz) provider "opa"`},
-		{"port-level mtls needs selector", istioDoc("PeerAuthentication", "  portLevelMtls:\n    8080: {mode: DISABLE}\n"), "spec.portLevelMtls: portLevelMtls needs a selector"},
+		{"custom authz without rules", istioDoc("AuthorizationPolicy", "  action: CUSTOM\n  provider: {name: opa}\n"), "spec.rules: CUSTOM action without `rules` is meaningless"},
+		{"custom authz without provider", istioDoc("AuthorizationPolicy", "  action: CUSTOM\n  rules: [{}]\n"), "spec.provider.name: `provider.name` must not be empty"},
+		{"custom authz", istioDoc("AuthorizationPolicy", "  action: CUSTOM\n  provider: {name: opa}\n  rules: [{}]\n"), ""},
+		{"port-level mtls needs selector", istioDoc("PeerAuthentication", "  portLevelMtls:\n    8080: {mode: DISABLE}\n"), "spec.portLevelMtls: portLevelMtls requires selector"},
 
 		// Kubernetes
 		{"deployment ok", deployment("app: reviews", "app: reviews", "name: reviews\n        image: reviews:v1"), ""},

@@ -169,7 +169,7 @@ func (h *handler) objects(w http.ResponseWriter, r *http.Request) {
 	}
 	snap := h.store.Snapshot()
 	resp := ObjectsResponse{Revision: snap.Revision(), Objects: []map[string]any{}}
-	for _, o := range snap.List(schema.Kind) {
+	for _, o := range snap.List(schema.KeyKind()) {
 		if (namespace != "" && o.Meta.Namespace != namespace) || (name != "" && o.Meta.Name != name) {
 			continue
 		}

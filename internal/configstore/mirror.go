@@ -44,7 +44,7 @@ func (s *Store) Mirror(puts []*config.Object, deletes []config.Key) ([]config.Ap
 		if !ok {
 			return nil, fmt.Errorf("mirror delete %s: %w", k, ErrUnknownKind)
 		}
-		k.Kind = schema.Kind
+		k.Kind = schema.KeyKind()
 		if _, ok := b.get(k); !ok {
 			continue
 		}

@@ -201,7 +201,7 @@ func (s *Store) Delete(keys []config.Key) ([]config.ApplyResult, error) {
 			errs = append(errs, fmt.Errorf("%w %q", ErrUnknownKind, k.Kind))
 			continue
 		}
-		k.Kind = schema.Kind
+		k.Kind = schema.KeyKind()
 		if !schema.Namespaced {
 			k.Namespace = ""
 		}
@@ -326,7 +326,7 @@ func (b *builder) get(k config.Key) (*config.Object, bool) {
 	return b.base.Get(k)
 }
 
-func (b *builder) put(o *config.Object) { b.kind(o.GVK.Kind)[o.Key()] = o }
+func (b *builder) put(o *config.Object) { k := o.Key(); b.kind(k.Kind)[k] = o }
 func (b *builder) remove(k config.Key)  { delete(b.kind(k.Kind), k) }
 
 func (b *builder) build(rev int64) *snapshot {

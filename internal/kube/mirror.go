@@ -209,7 +209,7 @@ func (m *Mirror) watchedKinds() []string {
 }
 
 // mirrored reports whether the mirror watches a Kubernetes kind at all.
-func (m *Mirror) mirrored(s *config.Schema) bool { return s.Kind != "Deployment" }
+func (m *Mirror) mirrored(s *config.Schema) bool { return s.Kind != "Deployment" && !s.StoredOnly }
 
 // startWatch runs an informer for s at version, replacing one at another
 // version (a CRD that started serving a version Skein prefers).

@@ -57,10 +57,12 @@ func (g *generator) authorizationPolicies() map[security.AuthorizationPolicy_Act
 			continue
 		}
 		if ap.GetAction() == security.AuthorizationPolicy_CUSTOM {
-			// Istio needs a meshConfig extension provider for CUSTOM;
-			// none can be configured here, so the policy is not applied.
-			g.warnf("AuthorizationPolicy %s/%s: action CUSTOM (provider %q) is not supported: no extension providers; policy ignored",
+			// No extension provider can be configured yet. Istio fails
+			// closed when a CUSTOM policy's provider is missing: requests
+			// its rules match are denied.
+			g.warnf("AuthorizationPolicy %s/%s: action CUSTOM: extension provider %q not found; requests matching its rules are denied",
 				o.Meta.Namespace, o.Meta.Name, ap.GetProvider().GetName())
+			out[security.AuthorizationPolicy_DENY] = append(out[security.AuthorizationPolicy_DENY], o)
 			continue
 		}
 		out[ap.GetAction()] = append(out[ap.GetAction()], o)

@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -165,21 +167,26 @@ func TestBookinfo(t *testing.T) {
 		})
 	})
 
-	t.Run("bad input is refused and stores nothing", func(t *testing.T) {
+	t.Run("one bad document: the others are stored, exit 1", func(t *testing.T) {
 		out, err := run(t, "", "apply", "-f", "test/e2e/testdata/bad-mixed.yaml", "--server", m.server)
-		if err == nil {
-			t.Fatalf("apply of a bad file succeeded:\n%s", out)
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Fatalf("apply of a file with a bad document: %v, want exit status 1\n%s", err, out)
 		}
-		for _, want := range []string{"test/e2e/testdata/bad-mixed.yaml", "document 2", "VirtualService/ratings", "spec.http[0].route[0].wieght"} {
+		for _, want := range []string{"destinationrule.networking.istio.io/ratings created",
+			"error: test/e2e/testdata/bad-mixed.yaml (document 2): VirtualService/ratings spec.http[0].route[0].wieght"} {
 			if !strings.Contains(out, want) {
-				t.Errorf("error lacks %q:\n%s", want, out)
+				t.Errorf("output lacks %q:\n%s", want, out)
 			}
 		}
-		// The valid DestinationRule in the same file must not have been stored.
-		got, err := run(t, "", "get", "destinationrule", "ratings", "-n", "bookinfo", "--server", m.server)
-		if err == nil || !strings.Contains(got, "NotFound") {
-			t.Errorf("DestinationRule ratings exists after a failed apply: %v\n%s", err, got)
+		// kubectl stores the valid DestinationRule of the same file.
+		if got, err := run(t, "", "get", "destinationrule", "ratings", "-n", "bookinfo", "--server", m.server); err != nil {
+			t.Errorf("DestinationRule ratings not stored: %v\n%s", err, got)
 		}
+		if got, err := run(t, "", "get", "virtualservice", "ratings", "-n", "bookinfo", "--server", m.server); err == nil || !strings.Contains(got, "NotFound") {
+			t.Errorf("the bad VirtualService was stored: %v\n%s", err, got)
+		}
+		mustRun(t, "delete", "destinationrule", "ratings", "-n", "bookinfo", "--server", m.server)
 	})
 
 	t.Run("tutorial routing verbatim", func(t *testing.T) {
