@@ -49,10 +49,11 @@ var (
 		"upgrade_configs", "normalize_path", "merge_slashes",
 		"forward_client_cert_details", "set_current_client_cert_details",
 		"http2_protocol_options", "path_with_escaped_slashes_action", "stream_idle_timeout",
-		"tracing", "access_log")
-	rdsFields         = protocheck.Fields(&hcmv3.Rds{}, "config_source", "route_config_name")
-	httpFilterFields  = protocheck.Fields(&hcmv3.HttpFilter{}, "name", "typed_config")
-	routerFilterField = protocheck.Fields(&routerfilterv3.Router{}, "suppress_envoy_headers", "start_child_span")
+		"tracing", "access_log", "max_request_headers_kb", "common_http_protocol_options")
+	commonOptionFields = protocheck.Fields(&corev3.HttpProtocolOptions{}, "max_headers_count")
+	rdsFields          = protocheck.Fields(&hcmv3.Rds{}, "config_source", "route_config_name")
+	httpFilterFields   = protocheck.Fields(&hcmv3.HttpFilter{}, "name", "typed_config")
+	routerFilterField  = protocheck.Fields(&routerfilterv3.Router{}, "suppress_envoy_headers", "start_child_span")
 	// Window and stream limits only tune Go's HTTP/2 server; accepted as such.
 	http2OptionFields = protocheck.Fields(&corev3.Http2ProtocolOptions{}, "max_concurrent_streams", "initial_stream_window_size", "initial_connection_window_size")
 	upgradeFields     = protocheck.Fields(&hcmv3.HttpConnectionManager_UpgradeConfig{}, "upgrade_type", "enabled")
@@ -118,8 +119,18 @@ type ConnectionManager struct {
 	// "inbound_..."), whose requests are reported by the destination.
 	inbound bool
 
+	// maxHeaderBytes and maxHeaders bound a request's headers (Envoy's
+	// max_request_headers_kb and max_headers_count): over them, 431.
+	maxHeaderBytes, maxHeaders int
+
 	stats hcmStats
 }
+
+// Envoy's default request header limits.
+const (
+	defaultMaxRequestHeadersKB = 60
+	defaultMaxHeadersCount     = 100
+)
 
 type hcmStats struct {
 	rqTotal, noRoute, directResponse, redirect *stats.Counter
@@ -208,6 +219,23 @@ func New(cfg *hcmv3.HttpConnectionManager, env *Env) (*ConnectionManager, error)
 	if err := h.telemetry(cfg); err != nil {
 		return nil, err
 	}
+	if kb := cfg.GetMaxRequestHeadersKb(); kb != nil {
+		if kb.GetValue() == 0 || kb.GetValue() > 8192 {
+			return nil, fmt.Errorf("max_request_headers_kb: %d is not in [1, 8192]", kb.GetValue())
+		}
+		h.maxHeaderBytes = int(kb.GetValue()) << 10
+	}
+	if o := cfg.GetCommonHttpProtocolOptions(); o != nil {
+		if err := commonOptionFields.Check(o); err != nil {
+			return nil, fmt.Errorf("common_http_protocol_options: %v", err)
+		}
+		if n := o.GetMaxHeadersCount(); n != nil {
+			if n.GetValue() == 0 {
+				return nil, fmt.Errorf("common_http_protocol_options: max_headers_count must be at least 1")
+			}
+			h.maxHeaders = int(n.GetValue())
+		}
+	}
 	h.inbound = strings.HasPrefix(h.statPrefix, "inbound_")
 	h.init()
 	return h, nil
@@ -231,6 +259,12 @@ func NewPassthrough(env *Env, statPrefix string, pick func() string) *Connection
 
 // init builds the forwarder and the stats of a compiled manager.
 func (h *ConnectionManager) init() {
+	if h.maxHeaderBytes == 0 {
+		h.maxHeaderBytes = defaultMaxRequestHeadersKB << 10
+	}
+	if h.maxHeaders == 0 {
+		h.maxHeaders = defaultMaxHeadersCount
+	}
 	h.fwd = &upstream.Forwarder{Clusters: h.env.Clusters, Log: h.env.Log,
 		SuppressEnvoyHeaders: h.suppressEnvoyHeader, WebSocket: h.websocket}
 	h.initStats()
@@ -360,6 +394,13 @@ func (h *ConnectionManager) Serve(w http.ResponseWriter, r *http.Request, target
 			ex.observe(counted)
 		}
 	}()
+	if !h.headersWithinLimits(r) {
+		// As Envoy's codec: the request is refused and the connection
+		// closed, since the client may not expect its headers cut.
+		w.Header().Set("Connection", "close")
+		ex.localReply(http.StatusRequestHeaderFieldsTooLarge, "DPE", "", nil)
+		return
+	}
 	if ex.target == "" {
 		ex.target = WithDefaultPort(r.Host, "80")
 	}
@@ -410,6 +451,21 @@ func (h *ConnectionManager) Serve(w http.ResponseWriter, r *http.Request, target
 	}
 	h.prepareHeaders(r)
 	h.fwd.Forward(&upstream.Request{W: ex.w, R: r, Target: ex.target, Decision: d, Cluster: cl, Down: ex, Result: &ex.Result})
+}
+
+// headersWithinLimits checks the request's headers against the header
+// count and size limits. Pseudo-headers count as Envoy sees them in
+// HTTP/1 (the request line and host); sizes are names plus values.
+func (h *ConnectionManager) headersWithinLimits(r *http.Request) bool {
+	count := 1 // host
+	size := len(r.Method) + len(r.RequestURI) + len(r.Host)
+	for k, vs := range r.Header {
+		count += len(vs)
+		for _, v := range vs {
+			size += len(k) + len(v)
+		}
+	}
+	return count <= h.maxHeaders && size <= h.maxHeaderBytes
 }
 
 // normalize applies normalize_path and merge_slashes before routing.

@@ -52,11 +52,23 @@ func (b *requestBody) replayable() bool {
 type guardedBody struct {
 	r       io.ReadCloser
 	touched atomic.Bool
+	failed  atomic.Bool
 }
 
 func (g *guardedBody) Read(p []byte) (int, error) {
 	g.touched.Store(true)
-	return g.r.Read(p)
+	n, err := g.r.Read(p)
+	if err != nil && err != io.EOF {
+		g.failed.Store(true)
+	}
+	return n, err
+}
+
+// downstreamFailed reports whether reading the client's body failed (bad
+// chunked encoding, a length the body does not have): the client's fault,
+// not the upstream's.
+func (b *requestBody) downstreamFailed() bool {
+	return b.stream != nil && b.stream.failed.Load()
 }
 
 func (g *guardedBody) Close() error { return nil }

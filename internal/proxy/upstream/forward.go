@@ -145,6 +145,14 @@ func (f *Forwarder) Forward(req *Request) {
 		}
 		resp, err := a.roundTrip(attemptReq, r.ProtoMajor == 2)
 		if err != nil {
+			if r.Context().Err() == nil && body.downstreamFailed() {
+				// The client's body is malformed (invalid chunked encoding):
+				// a downstream protocol error, not the upstream's failure.
+				a.finish()
+				req.W.Header().Set("Connection", "close")
+				f.reply(req, nil, http.StatusBadRequest, "DPE", "")
+				return
+			}
 			status, flag, text, retryOn := f.classify(r, err, ctx, a.ctx, a.ep)
 			if status == 0 { // the client went away
 				a.finish()
