@@ -29,14 +29,6 @@ const (
 	exitAnalyzerFoundIssues = 79 // a message reached --failure-threshold
 )
 
-// exitError is an error with the process exit code istioctl gives it.
-type exitError struct {
-	code int
-	msg  string
-}
-
-func (e *exitError) Error() string { return e.msg }
-func (e *exitError) ExitCode() int { return e.code }
 
 type analyzeOptions struct {
 	allNamespaces    bool

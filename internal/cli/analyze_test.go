@@ -2,7 +2,6 @@ package cli
 
 import (
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,17 +32,6 @@ spec:
   selector: {app: web}
   ports: [{name: http, port: 80}]
 `
-
-func exitCode(err error) int {
-	var ec interface{ ExitCode() int }
-	if errors.As(err, &ec) {
-		return ec.ExitCode()
-	}
-	if err != nil {
-		return 1
-	}
-	return 0
-}
 
 func TestAnalyzeFiles(t *testing.T) {
 	dir := t.TempDir()

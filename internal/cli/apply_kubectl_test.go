@@ -51,7 +51,7 @@ func exitCode(err error) int {
 		return ee.code
 	}
 	if err != nil {
-		return -1
+		return 1
 	}
 	return 0
 }

@@ -17,7 +17,7 @@ func Execute() int {
 	root := NewRootCmd()
 	if err := root.Execute(); err != nil {
 		var ee *exitError
-		if errors.As(err, &ee) {
+		if errors.As(err, &ee) && ee.msg == "" {
 			return ee.code // already reported
 		}
 		// kubectl prints server errors ("Error from server (NotFound): ...") as they are.
@@ -26,9 +26,8 @@ func Execute() int {
 		} else {
 			fmt.Fprintln(os.Stderr, "Error:", msg)
 		}
-		var ec interface{ ExitCode() int }
-		if errors.As(err, &ec) {
-			return ec.ExitCode()
+		if ee != nil {
+			return ee.code
 		}
 		return 1
 	}
@@ -92,8 +91,17 @@ func setupLogging(level string) {
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})))
 }
 
-// exitError ends the command with code after it has printed its own
-// messages (kubectl apply's partial failures, diff's "differences found").
-type exitError struct{ code int }
+// exitError ends the command with code. Without msg the command has
+// already printed its own messages (kubectl apply's partial failures,
+// diff's "differences found"); with one, it is printed as any error is.
+type exitError struct {
+	code int
+	msg  string
+}
 
-func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+func (e *exitError) Error() string {
+	if e.msg == "" {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.msg
+}
