@@ -29,7 +29,6 @@ const (
 	exitAnalyzerFoundIssues = 79 // a message reached --failure-threshold
 )
 
-
 type analyzeOptions struct {
 	allNamespaces    bool
 	useKube          bool
