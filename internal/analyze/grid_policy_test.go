@@ -203,9 +203,10 @@ func TestGridSchemaValidation(t *testing.T) {
 		codes: []string{"IST0106"},
 		yaml: `apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: {name: no-hosts, namespace: default}
+metadata: {name: empty-route, namespace: default}
 spec:
-  http: [{route: [{destination: {host: a}}]}]
+  hosts: [a]
+  http: [{route: []}]
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -218,7 +219,7 @@ apiVersion: example.com/v1
 kind: Unknown
 metadata: {name: skipped}
 `,
-		want: []string{"IST0106 VirtualService default/no-hosts", "IST0106 DestinationRule default/unknown-field"},
+		want: []string{"IST0106 VirtualService default/empty-route", "IST0106 DestinationRule default/unknown-field"},
 	}})
 }
 

@@ -181,7 +181,8 @@ func TestRules(t *testing.T) {
 		pkg, imp string
 		want     bool
 	}{
-		{allowed, "internal/proxy/listener", "internal/proxy/router", true},
+		{allowed, "internal/proxy/listener", "internal/proxy/hcm", true},
+		{allowed, "internal/proxy/router", "internal/proxy/hcm", false},
 		{allowed, "internal/proxy/listener", "internal/model", false},
 		{testAllowed, "internal/proxy/listener", "internal/config", false},
 		{testAllowed, "internal/proxy", "internal/proxy/nodemeta", true},
