@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -214,7 +216,7 @@ func (v *validator) httpMatch(f string, m *networking.HTTPMatchRequest) {
 		name string
 		m    map[string]*networking.StringMatch
 	}{{"headers", m.GetHeaders()}, {"withoutHeaders", m.GetWithoutHeaders()}} {
-		for _, h := range sortedKeys(group.m) {
+		for _, h := range slices.Sorted(maps.Keys(group.m)) {
 			hf := fmt.Sprintf("%s.%s[%s]", f, group.name, h)
 			if h == "" || h != strings.ToLower(h) {
 				v.errorf(hf, "header name %q must be lowercase", h)
@@ -223,7 +225,7 @@ func (v *validator) httpMatch(f string, m *networking.HTTPMatchRequest) {
 			v.stringMatch(hf, group.m[h], false)
 		}
 	}
-	for _, q := range sortedKeys(m.GetQueryParams()) {
+	for _, q := range slices.Sorted(maps.Keys(m.GetQueryParams())) {
 		v.stringMatch(fmt.Sprintf("%s.queryParams[%s]", f, q), m.GetQueryParams()[q], false)
 	}
 	v.port(f+".port", m.GetPort(), false)
@@ -437,7 +439,7 @@ func (v *validator) serviceEntry(se *networking.ServiceEntry) {
 	for i, ep := range se.GetEndpoints() {
 		f := fieldAt("spec.endpoints", i)
 		v.workloadEntry(ep, f, se.GetResolution() == networking.ServiceEntry_STATIC)
-		for _, name := range sortedKeys(ep.GetPorts()) {
+		for _, name := range slices.Sorted(maps.Keys(ep.GetPorts())) {
 			if !portNames[name] {
 				v.errorf(fmt.Sprintf("%s.ports[%s]", f, name), "port %q is not a port of this ServiceEntry", name)
 			}
@@ -462,7 +464,7 @@ func (v *validator) workloadEntry(we *networking.WorkloadEntry, f string, needIP
 			}
 		}
 	}
-	for _, name := range sortedKeys(we.GetPorts()) {
+	for _, name := range slices.Sorted(maps.Keys(we.GetPorts())) {
 		v.port(fmt.Sprintf("%s.ports[%s]", f, name), we.GetPorts()[name], true)
 	}
 	v.labels(f+".labels", we.GetLabels())
