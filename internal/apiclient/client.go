@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skein-mesh/skein/internal/ca"
 	"github.com/skein-mesh/skein/internal/config"
 )
 
@@ -246,19 +247,12 @@ func (c *Client) doAuth(ctx context.Context, method, path, auth string, body, in
 	return nil
 }
 
-// TokenResponse answers POST /api/v1/token.
-type TokenResponse struct {
-	Token          string    `json:"token"`
-	ServiceAccount string    `json:"serviceAccount"`
-	Expiry         time.Time `json:"expiry"`
-}
-
 // IssueToken asks the control plane for a workload token for a pod that is
 // registered in the store; adminToken is the control plane's admin secret
 // (the admin-token file in its CA directory).
-func (c *Client) IssueToken(ctx context.Context, adminToken, namespace, pod string) (*TokenResponse, error) {
-	var resp TokenResponse
-	body := map[string]string{"namespace": namespace, "pod": pod}
+func (c *Client) IssueToken(ctx context.Context, adminToken, namespace, pod string) (*ca.TokenResponse, error) {
+	var resp ca.TokenResponse
+	body := ca.TokenRequest{Namespace: namespace, Pod: pod}
 	err := c.doAuth(ctx, http.MethodPost, "/api/v1/token", "Bearer "+adminToken, body, &resp, 10*time.Second)
 	return &resp, err
 }

@@ -22,8 +22,10 @@ var allowed = map[string][]string{
 	"internal/config":      {},
 	"internal/ca":          {},
 	"internal/configstore": {"internal/config"},
-	"internal/apiclient":   {"internal/config"},
-	"internal/configapi":   {"internal/config", "internal/configstore"},
+	// The client of discovery's HTTP API speaks its wire types: config
+	// objects, the CA's token endpoint, the proxies' sync state (syncz).
+	"internal/apiclient": {"internal/ca", "internal/config", "internal/xdsserver"},
+	"internal/configapi": {"internal/config", "internal/configstore"},
 	// Proxies' node metadata is read through the struct the proxy writes.
 	"internal/model":    {"internal/config", "internal/proxy/nodemeta"},
 	"internal/registry": {"internal/config", "internal/model"},
@@ -49,7 +51,7 @@ var allowed = map[string][]string{
 	// Pods as local processes on loopback IPs, shared by skein up and
 	// skein node: no config, no API client, no dashboard.
 	"internal/kubelet": {"internal/inject"},
-	"internal/local":   {"internal/apiclient", "internal/config", "internal/dashboard", "internal/inject", "internal/install", "internal/kubelet"},
+	"internal/local":   {"internal/apiclient", "internal/ca", "internal/config", "internal/dashboard", "internal/inject", "internal/install", "internal/kubelet"},
 	// The node agent: a virtual kubelet running a cluster's pods with internal/kubelet.
 	"internal/node":        {"internal/kubelet"},
 	"internal/cli":         {"..."}, // the command line wires everything

@@ -1,17 +1,15 @@
 package cli
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/skein-mesh/skein/internal/apiclient"
 	"github.com/skein-mesh/skein/internal/xdsserver"
 )
 
@@ -22,7 +20,7 @@ func newProxyStatusCmd() *cobra.Command {
 		Short:   "Show each proxy's xDS sync state (CDS/LDS/EDS/RDS) with the control plane",
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			statuses, err := fetchSyncz(cmd.Context(), global.server)
+			statuses, err := apiclient.New(global.server).ProxyStatus(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -34,26 +32,6 @@ func newProxyStatusCmd() *cobra.Command {
 		},
 	}
 	return cmd
-}
-
-func fetchSyncz(ctx context.Context, server string) ([]xdsserver.ProxyStatus, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+server+"/debug/syncz", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach the Skein control plane at %s (is \"skein up\" or \"skein discovery\" running?): %w", server, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return nil, fmt.Errorf("control plane answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
-	}
-	var out []xdsserver.ProxyStatus
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return nil, fmt.Errorf("decode proxy status: %w", err)
-	}
-	return out, nil
 }
 
 // printProxyStatus prints istioctl's proxy-status table.

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -174,7 +176,7 @@ func decodeIstio(ctx docContext, schema *Schema, gvk GVK, doc map[string]any) ([
 		errs  []error
 		warns []Warning
 	)
-	for _, k := range sortedKeys(doc) {
+	for _, k := range slices.Sorted(maps.Keys(doc)) {
 		if !contains(istioTopLevel, k) {
 			errs = append(errs, ctx.fieldError(k, "unknown field %q%s", k, suggest(k, istioTopLevel)))
 		}

@@ -4,8 +4,10 @@ import (
 	"encoding"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -98,7 +100,7 @@ func (w *goWalker) walk(t reflect.Type, v any, path string) {
 			return
 		}
 		fields := fieldsOf(t)
-		for _, k := range sortedKeys(obj) {
+		for _, k := range slices.Sorted(maps.Keys(obj)) {
 			ft, ok := fields.byName[k]
 			if !ok {
 				w.errorf(joinPath(path, k), "unknown field %q%s", k, suggest(k, fields.names))
@@ -112,7 +114,7 @@ func (w *goWalker) walk(t reflect.Type, v any, path string) {
 			w.errorf(path, "expected a map, got %s", describeJSON(v))
 			return
 		}
-		for _, k := range sortedKeys(obj) {
+		for _, k := range slices.Sorted(maps.Keys(obj)) {
 			w.walk(t.Elem(), obj[k], fmt.Sprintf("%s[%s]", path, k))
 		}
 	case reflect.Slice:

@@ -3,7 +3,9 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,7 +47,7 @@ func (w *protoWalker) message(md protoreflect.MessageDescriptor, v any, path str
 	}
 	out := make(map[string]any, len(obj))
 	oneofSeen := map[protoreflect.FullName]string{}
-	for _, key := range sortedKeys(obj) {
+	for _, key := range slices.Sorted(maps.Keys(obj)) {
 		val := obj[key]
 		child := joinPath(path, key)
 		fd := md.Fields().ByJSONName(key)
@@ -83,7 +85,7 @@ func (w *protoWalker) field(fd protoreflect.FieldDescriptor, v any, path string)
 			return v
 		}
 		out := make(map[string]any, len(obj))
-		for _, k := range sortedKeys(obj) {
+		for _, k := range slices.Sorted(maps.Keys(obj)) {
 			out[k] = w.single(fd.MapValue(), obj[k], fmt.Sprintf("%s[%s]", path, k))
 		}
 		return out

@@ -2,8 +2,10 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
+	"slices"
 
 	extensions "istio.io/api/extensions/v1alpha1"
 	networking "istio.io/api/networking/v1alpha3"
@@ -34,7 +36,7 @@ func (v *validator) telemetry(t *telemetry.Telemetry) {
 			if cm, ok := o.GetMatch().GetMetricMatch().(*telemetry.MetricSelector_CustomMetric); ok && cm.CustomMetric == "" {
 				v.errorf(of+".match.customMetric", "customMetric in body should be at least 1 chars long")
 			}
-			for _, tag := range sortedKeys(o.GetTagOverrides()) {
+			for _, tag := range slices.Sorted(maps.Keys(o.GetTagOverrides())) {
 				to := o.GetTagOverrides()[tag]
 				tf := fmt.Sprintf("%s.tagOverrides[%s]", of, tag)
 				switch to.GetOperation() {
@@ -126,7 +128,7 @@ func (v *validator) proxyConfig(pc *networkingv1beta1.ProxyConfig) {
 func (v *validator) workloadGroup(wg *networking.WorkloadGroup) {
 	v.labels("spec.metadata.labels", wg.GetMetadata().GetLabels())
 	if t := wg.GetTemplate(); t != nil {
-		for _, name := range sortedKeys(t.GetPorts()) {
+		for _, name := range slices.Sorted(maps.Keys(t.GetPorts())) {
 			if p := t.GetPorts()[name]; p < 1 || p > 65535 {
 				v.errorf(fmt.Sprintf("spec.template.ports[%s]", name), "port must be between 1-65535")
 			}

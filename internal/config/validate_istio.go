@@ -2,9 +2,11 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -230,7 +232,7 @@ func (v *validator) httpMatch(f string, m *networking.HTTPMatchRequest) {
 		name string
 		m    map[string]*networking.StringMatch
 	}{{"headers", m.GetHeaders()}, {"withoutHeaders", m.GetWithoutHeaders()}} {
-		for _, h := range sortedKeys(group.m) {
+		for _, h := range slices.Sorted(maps.Keys(group.m)) {
 			hf := fmt.Sprintf("%s.%s[%s]", f, group.name, h)
 			if h == "" || h != strings.ToLower(h) {
 				v.errorf(hf, "header name %q must be lowercase", h)
@@ -239,7 +241,7 @@ func (v *validator) httpMatch(f string, m *networking.HTTPMatchRequest) {
 			v.stringMatch(hf, group.m[h], false)
 		}
 	}
-	for _, q := range sortedKeys(m.GetQueryParams()) {
+	for _, q := range slices.Sorted(maps.Keys(m.GetQueryParams())) {
 		v.stringMatch(fmt.Sprintf("%s.queryParams[%s]", f, q), m.GetQueryParams()[q], false)
 	}
 	v.port(f+".port", m.GetPort(), false)
@@ -458,7 +460,7 @@ func (v *validator) serviceEntry(se *networking.ServiceEntry) {
 		portNames[p.GetName()] = true
 	}
 	if sel := se.GetWorkloadSelector(); sel != nil {
-		for _, k := range sortedKeys(sel.GetLabels()) {
+		for _, k := range slices.Sorted(maps.Keys(sel.GetLabels())) {
 			if strings.Contains(sel.GetLabels()[k], "*") {
 				v.errorf(fmt.Sprintf("spec.workloadSelector.labels[%s]", k), "wildcard is not supported in selector")
 			}
@@ -488,7 +490,7 @@ func (v *validator) serviceEntry(se *networking.ServiceEntry) {
 	for i, ep := range se.GetEndpoints() {
 		f := fieldAt("spec.endpoints", i)
 		v.workloadEntry(ep, f, resolution == networking.ServiceEntry_STATIC)
-		for _, name := range sortedKeys(ep.GetPorts()) {
+		for _, name := range slices.Sorted(maps.Keys(ep.GetPorts())) {
 			if !portNames[name] {
 				v.errorf(fmt.Sprintf("%s.ports[%s]", f, name), "endpoint port %q is not defined by the service entry", name)
 			}
@@ -528,7 +530,7 @@ func (v *validator) workloadEntry(we *networking.WorkloadEntry, f string, needIP
 			}
 		}
 	}
-	for _, name := range sortedKeys(we.GetPorts()) {
+	for _, name := range slices.Sorted(maps.Keys(we.GetPorts())) {
 		pf := fmt.Sprintf("%s.ports[%s]", f, name)
 		if len(name) >= 63 || !portNameRE.MatchString(name) {
 			v.errorf(f+".ports", "Invalid value: port name must be valid (got %q)", name)

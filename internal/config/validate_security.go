@@ -323,7 +323,7 @@ func (v *validator) workloadSelector(f string, sel interface{ GetMatchLabels() m
 }
 
 func (v *validator) matchLabels(f string, labels map[string]string) {
-	for _, k := range sortedKeys(labels) {
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
 		switch {
 		case k == "":
 			v.errorf(f, "key must not be empty")

@@ -59,6 +59,7 @@ type Options struct {
 type Dashboard struct {
 	opts    Options
 	api     ConfigLister
+	status  *apiclient.Client // proxies' sync state
 	metrics MetricsSource
 	scraper *scraper // nil with Prometheus
 	traces  *traceClient
@@ -81,7 +82,8 @@ func New(opts Options) *Dashboard {
 		opts.Logger = slog.Default()
 	}
 	hc := &http.Client{Timeout: 5 * time.Second}
-	d := &Dashboard{opts: opts, api: apiclient.New(opts.Server), http: hc, log: opts.Logger,
+	api := apiclient.New(opts.Server)
+	d := &Dashboard{opts: opts, api: api, status: api, http: hc, log: opts.Logger,
 		traces: &traceClient{base: "http://" + opts.Server, client: hc}}
 	if opts.PrometheusURL != "" {
 		d.metrics = &promSource{base: opts.PrometheusURL, rng: opts.Window, client: hc}
@@ -275,20 +277,9 @@ type ProxyRow struct {
 }
 
 func (d *Dashboard) handleProxies(w http.ResponseWriter, r *http.Request) {
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://"+d.opts.Server+"/debug/syncz", nil)
-	if err != nil {
-		writeErr(w, http.StatusInternalServerError, err)
-		return
-	}
-	resp, err := d.http.Do(req)
+	list, err := d.status.ProxyStatus(r.Context())
 	if err != nil {
 		writeErr(w, http.StatusBadGateway, err)
-		return
-	}
-	defer resp.Body.Close()
-	var list []xdsserver.ProxyStatus
-	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
-		writeErr(w, http.StatusBadGateway, errors.New("decoding /debug/syncz: "+err.Error()))
 		return
 	}
 	rows := make([]ProxyRow, 0, len(list))

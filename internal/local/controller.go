@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -289,7 +291,7 @@ func (c *controller) publish(ctx context.Context) {
 	var todo []pending
 	var objs []*config.Object
 	pods := c.snapshot()
-	for _, key := range sortedKeys(pods) {
+	for _, key := range slices.Sorted(maps.Keys(pods)) {
 		mp := pods[key]
 		st, v := mp.State()
 		if v == mp.published {

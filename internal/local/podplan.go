@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -217,7 +219,7 @@ func (pl *planner) proxyContainer(id kubelet.Identity, labels map[string]string,
 // formatLabels renders labels as sorted k=v pairs joined by commas.
 func formatLabels(labels map[string]string) string {
 	parts := make([]string, 0, len(labels))
-	for _, k := range sortedKeys(labels) {
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
 		parts = append(parts, k+"="+labels[k])
 	}
 	return strings.Join(parts, ",")

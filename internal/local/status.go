@@ -3,6 +3,8 @@ package local
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -14,7 +16,7 @@ import (
 func (c *controller) podInfos() []PodInfo {
 	pods := c.snapshot()
 	infos := make([]PodInfo, 0, len(pods))
-	for _, key := range sortedKeys(pods) {
+	for _, key := range slices.Sorted(maps.Keys(pods)) {
 		mp := pods[key]
 		st, _ := mp.State()
 		info := PodInfo{

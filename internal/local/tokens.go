@@ -7,12 +7,12 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/skein-mesh/skein/internal/apiclient"
+	"github.com/skein-mesh/skein/internal/ca"
 )
 
 // tokenAPI is the control plane call that issues workload tokens.
 type tokenAPI interface {
-	IssueToken(ctx context.Context, adminToken, namespace, pod string) (*apiclient.TokenResponse, error)
+	IssueToken(ctx context.Context, adminToken, namespace, pod string) (*ca.TokenResponse, error)
 }
 
 // tokenWriter gives each proxied pod its workload token, as the kubelet

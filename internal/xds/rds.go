@@ -2,7 +2,8 @@ package xds
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -193,10 +194,10 @@ func translateMatch(m *networking.HTTPMatchRequest) *routev3.RouteMatch {
 	if m.GetIgnoreUriCase() {
 		rm.CaseSensitive = wrapperspb.Bool(false)
 	}
-	for _, name := range sortedKeys(m.GetHeaders()) {
+	for _, name := range slices.Sorted(maps.Keys(m.GetHeaders())) {
 		rm.Headers = append(rm.Headers, headerMatcher(name, m.GetHeaders()[name], false))
 	}
-	for _, name := range sortedKeys(m.GetWithoutHeaders()) {
+	for _, name := range slices.Sorted(maps.Keys(m.GetWithoutHeaders())) {
 		rm.Headers = append(rm.Headers, headerMatcher(name, m.GetWithoutHeaders()[name], true))
 	}
 	if m.GetMethod() != nil {
@@ -208,7 +209,7 @@ func translateMatch(m *networking.HTTPMatchRequest) *routev3.RouteMatch {
 	if m.GetScheme() != nil {
 		rm.Headers = append(rm.Headers, headerMatcher(":scheme", m.GetScheme(), false))
 	}
-	for _, name := range sortedKeys(m.GetQueryParams()) {
+	for _, name := range slices.Sorted(maps.Keys(m.GetQueryParams())) {
 		sm := m.GetQueryParams()[name]
 		qm := &routev3.QueryParameterMatcher{Name: name}
 		if isEmptyMatch(sm) {
@@ -411,11 +412,11 @@ func headerOps(ops *networking.Headers_HeaderOperations) ([]*corev3.HeaderValueO
 		return nil, nil
 	}
 	var add []*corev3.HeaderValueOption
-	for _, k := range sortedKeys(ops.GetSet()) {
+	for _, k := range slices.Sorted(maps.Keys(ops.GetSet())) {
 		add = append(add, &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, Value: ops.GetSet()[k]},
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD})
 	}
-	for _, k := range sortedKeys(ops.GetAdd()) {
+	for _, k := range slices.Sorted(maps.Keys(ops.GetAdd())) {
 		add = append(add, &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, Value: ops.GetAdd()[k]},
 			AppendAction: corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD})
 	}
@@ -427,13 +428,4 @@ func (g *generator) warnUnsupported(hr *networking.HTTPRoute, where string) {
 	if (hr.GetMirror() != nil || len(hr.GetMirrors()) > 0) && (hr.GetRedirect() != nil || hr.GetDirectResponse() != nil) {
 		g.warnf("%s: mirror applies only to routes with destinations; ignored", where)
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

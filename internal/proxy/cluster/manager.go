@@ -3,8 +3,10 @@ package cluster
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -108,7 +110,7 @@ func (m *Manager) All() []*Cluster {
 func (m *Manager) Update(clusters map[string]*clusterv3.Cluster, endpoints map[string]*endpointv3.ClusterLoadAssignment) error {
 	prev := *m.current.Load()
 	next := make(map[string]*Cluster, len(clusters))
-	for _, name := range sortedKeys(clusters) {
+	for _, name := range slices.Sorted(maps.Keys(clusters)) {
 		pc := clusters[name]
 		if old, ok := prev[name]; ok && proto.Equal(old.config, pc) {
 			next[name] = old
@@ -158,7 +160,7 @@ func (m *Manager) UpdateEndpoints(endpoints map[string]*endpointv3.ClusterLoadAs
 
 func prepareAssignments(clusters map[string]*Cluster, endpoints map[string]*endpointv3.ClusterLoadAssignment) (map[*Cluster][]hostPort, error) {
 	assign := map[*Cluster][]hostPort{}
-	for _, name := range sortedKeys(clusters) {
+	for _, name := range slices.Sorted(maps.Keys(clusters)) {
 		c := clusters[name]
 		if c.kind != clusterv3.Cluster_EDS {
 			continue
@@ -201,13 +203,4 @@ func (m *Manager) Close() {
 		c.stop()
 		c.closeIdle()
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

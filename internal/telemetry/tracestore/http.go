@@ -66,7 +66,7 @@ func (s *Store) Register(mux *http.ServeMux) {
 		w.Write(b)
 	})
 	mux.HandleFunc("GET /api/v2/services", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, s.Services())
+		writeJSON(w, nonNil(s.Services()))
 	})
 	mux.HandleFunc("GET /api/v2/spans", func(w http.ResponseWriter, r *http.Request) {
 		svc := r.URL.Query().Get("serviceName")
@@ -74,7 +74,7 @@ func (s *Store) Register(mux *http.ServeMux) {
 			http.Error(w, "serviceName is required", http.StatusBadRequest)
 			return
 		}
-		writeJSON(w, s.SpanNames(svc))
+		writeJSON(w, nonNil(s.SpanNames(svc)))
 	})
 	mux.HandleFunc("GET /api/v2/traces", func(w http.ResponseWriter, r *http.Request) {
 		q, err := parseQuery(r)
@@ -131,6 +131,14 @@ func parseQuery(r *http.Request) (Query, error) {
 	}
 	q.Lookback = time.Duration(lookback) * time.Millisecond
 	return q, nil
+}
+
+// nonNil makes an empty list [] in JSON, as Zipkin answers, not null.
+func nonNil(names []string) []string {
+	if names == nil {
+		return []string{}
+	}
+	return names
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

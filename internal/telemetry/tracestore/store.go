@@ -7,6 +7,8 @@ package tracestore
 
 import (
 	"container/list"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -149,7 +151,7 @@ func (s *Store) Services() []string {
 			}
 		}
 	}
-	return sortedKeys(seen)
+	return slices.Sorted(maps.Keys(seen))
 }
 
 // SpanNames lists the span names reported by a service, sorted.
@@ -165,7 +167,7 @@ func (s *Store) SpanNames(service string) []string {
 			}
 		}
 	}
-	return sortedKeys(seen)
+	return slices.Sorted(maps.Keys(seen))
 }
 
 // Query selects traces as Zipkin's GET /api/v2/traces does.
@@ -242,15 +244,6 @@ func matches(sp Span, q Query) bool {
 func sortedCopy(spans []Span) []Span {
 	out := append([]Span(nil), spans...)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Timestamp < out[j].Timestamp })
-	return out
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }
 
