@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -60,8 +61,10 @@ func claimOwnership(cmd *cobra.Command, client *apiclient.Client, objs []*config
 		obj.SyncMeta()
 	}
 	if len(conflicts) > 0 {
-		return fmt.Errorf("Apply failed with %d conflict(s):\n%s\nPlease review the fields above--they currently have other managers. "+
+		// kubectl's words, capitals and all.
+		msg := fmt.Sprintf("Apply failed with %d conflict(s):\n%s\nPlease review the fields above--they currently have other managers. "+
 			"Rerun with --force-conflicts to take them over, or use another --field-manager.", len(conflicts), strings.Join(conflicts, "\n"))
+		return errors.New(msg)
 	}
 	return nil
 }
