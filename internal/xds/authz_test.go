@@ -181,6 +181,24 @@ spec:
   action: DENY
   rules: [{to: [{operation: {paths: ["/api/v1/products/0/reviews"]}}]}]
 `, authzReq{path: "/productpage"}, true},
+		{"CUSTOM without its provider fails closed", `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext-authz, namespace: bookinfo}
+spec:
+  action: CUSTOM
+  provider: {name: missing}
+  rules: [{to: [{operation: {paths: ["/admin"]}}]}]
+`, authzReq{path: "/admin"}, false},
+		{"CUSTOM without its provider: unmatched requests pass", `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext-authz, namespace: bookinfo}
+spec:
+  action: CUSTOM
+  provider: {name: missing}
+  rules: [{to: [{operation: {paths: ["/admin"]}}]}]
+`, authzReq{path: "/productpage"}, true},
 		{"audit never denies", `
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
