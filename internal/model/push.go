@@ -46,6 +46,7 @@ type PushContext struct {
 	requestAuthn     byNamespace // each in CreationOrder
 	peerAuthn        byNamespace // each oldest first
 	sidecars         byNamespace // store order
+	egress           map[*networking.Sidecar]*compiledEgress
 	telemetries      byNamespace // store order
 	proxySelectors   []map[string]string
 
@@ -74,6 +75,11 @@ func NewPushContext(version string, cfg config.Reader, reg ServiceDiscovery, dom
 	}
 	pc.envoyFilters = pc.indexEnvoyFilters(cfg.List("EnvoyFilter"))
 	pc.proxySelectors = proxyLabelSelectors(pc.virtualServices, pc.sidecarObjs)
+	pc.egress = map[*networking.Sidecar]*compiledEgress{}
+	for _, o := range pc.sidecarObjs {
+		sc := o.Spec.(*networking.Sidecar)
+		pc.egress[sc] = compileEgress(sc)
+	}
 	return pc
 }
 
