@@ -84,13 +84,15 @@ func (o *Options) debounce(getenv func(string) string) error {
 
 // Server is a running control plane.
 type Server struct {
-	opts    Options
-	log     *slog.Logger
-	store   *configstore.Store
-	xds     *xdsserver.Server
-	pushes  atomic.Int64
-	grpcLis net.Listener
-	httpLis net.Listener
+	opts   Options
+	log    *slog.Logger
+	store  *configstore.Store
+	xds    *xdsserver.Server
+	pushes atomic.Int64
+	// lastPush is the latest push context, which the next one replaces.
+	lastPush atomic.Pointer[model.PushContext]
+	grpcLis  net.Listener
+	httpLis  net.Listener
 
 	// injectLis and injectCert serve the sidecar injector webhook (nil
 	// when Options.Injection.Addr is empty).
@@ -212,7 +214,12 @@ func (s *Server) pushAt(changed time.Time) {
 	version := strconv.FormatInt(snap.Revision(), 10)
 	pc := model.NewPushContext(version, snap, reg, s.opts.Domain, s.opts.RootNamespace)
 	pc.TraceCollector = dialable(s.HTTPAddr())
+	// Linked to the push it replaces, so kinds that did not change keep
+	// their generated resources (a VirtualService change rebuilds routes,
+	// not clusters and endpoints).
+	pc.SetPrevious(s.lastPush.Swap(pc))
 	s.xds.PushAt(pc, changed)
+	pc.ForgetPrevious() // every connected proxy is built: free the old push
 	s.pushes.Add(1)
 	s.log.Debug("pushed config", "revision", version, "took", time.Since(start))
 }

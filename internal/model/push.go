@@ -3,6 +3,7 @@ package model
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -55,6 +56,10 @@ type PushContext struct {
 	meshErr  error
 
 	memos sync.Map // *MemoKey[T] → *memoEntry; see Memo
+
+	// previous and changed: see SetPrevious (changes.go).
+	previous atomic.Pointer[PushContext]
+	changed  map[string]bool
 }
 
 // NewPushContext indexes the config for translation. cfg is read here and

@@ -189,3 +189,15 @@ func (es *EgressScope) IncludesPort(svc *Service, port uint32) bool {
 	}
 	return false
 }
+
+// HasEgressScopes reports whether any Sidecar limits egress, so that
+// VirtualServices (whose destinations a scope imports) can change which
+// clusters a proxy gets.
+func (pc *PushContext) HasEgressScopes() bool {
+	for _, ce := range pc.egress {
+		if ce != nil {
+			return true
+		}
+	}
+	return false
+}

@@ -2,7 +2,9 @@ package xdsserver
 
 import (
 	"context"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -45,8 +47,18 @@ func TestDebounceRun(t *testing.T) {
 		d := Debounce{After: 100 * time.Millisecond, Max: time.Second}
 		changes := make(chan struct{}, 1)
 		type push struct{ changed, at time.Time }
-		var pushes []push
-		go d.Run(ctx, changes, func(changed time.Time) { pushes = append(pushes, push{changed, time.Now()}) })
+		var mu sync.Mutex
+		var all []push
+		go d.Run(ctx, changes, func(changed time.Time) {
+			mu.Lock()
+			all = append(all, push{changed, time.Now()})
+			mu.Unlock()
+		})
+		got := func() []push {
+			mu.Lock()
+			defer mu.Unlock()
+			return slices.Clone(all)
+		}
 
 		start := time.Now()
 		for range 3 { // a burst: three changes 50ms apart
@@ -54,12 +66,12 @@ func TestDebounceRun(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		synctest.Wait()
-		if len(pushes) != 0 {
+		if pushes := got(); len(pushes) != 0 {
 			t.Fatalf("pushed %d times during the burst", len(pushes))
 		}
 		time.Sleep(time.Second)
 		synctest.Wait()
-		if len(pushes) != 1 || pushes[0].at.Sub(start) != 200*time.Millisecond || !pushes[0].changed.Equal(start) {
+		if pushes := got(); len(pushes) != 1 || pushes[0].at.Sub(start) != 200*time.Millisecond || !pushes[0].changed.Equal(start) {
 			t.Fatalf("pushes = %v, want one at +200ms for the change at +0", pushes)
 		}
 
@@ -70,6 +82,7 @@ func TestDebounceRun(t *testing.T) {
 			time.Sleep(60 * time.Millisecond)
 		}
 		synctest.Wait()
+		pushes := got()
 		if len(pushes) < 2 {
 			t.Fatalf("pushes = %v, want a second push while changes keep coming", pushes)
 		}
