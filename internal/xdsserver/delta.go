@@ -183,6 +183,7 @@ func (s *Server) respondDelta(st *deltaStream) error {
 		sub.dirty = false
 		set := snap.set.flat()
 		resp := &discoveryv3.DeltaDiscoveryResponse{SystemVersionInfo: snap.version, TypeUrl: typ}
+		var chunks [][]byte // resp.Resources, encoded (preEncoded)
 		inFlight := map[string]string{}
 		present := map[string]bool{}
 		for i, name := range set.names {
@@ -196,7 +197,11 @@ func (s *Server) respondDelta(st *deltaStream) error {
 				continue
 			}
 			inFlight[name] = v
-			resp.Resources = append(resp.Resources, &discoveryv3.Resource{Name: name, Version: v, Resource: m.any})
+			if s.preEncoded.Load() {
+				chunks = append(chunks, m.deltaEntry())
+			} else {
+				resp.Resources = append(resp.Resources, &discoveryv3.Resource{Name: name, Version: v, Resource: m.any})
+			}
 		}
 		for name := range sub.acked {
 			if !present[name] && (sub.wildcard || sub.names[name]) {
@@ -205,7 +210,7 @@ func (s *Server) respondDelta(st *deltaStream) error {
 			}
 		}
 		sub.version = snap.version
-		if len(resp.Resources) == 0 && len(resp.RemovedResources) == 0 && sub.nonce != "" {
+		if len(resp.Resources) == 0 && len(chunks) == 0 && len(resp.RemovedResources) == 0 && sub.nonce != "" {
 			s.onUnchanged(st.adsStream, typ, snap.version) // nothing this proxy holds changed
 			continue
 		}
@@ -213,7 +218,13 @@ func (s *Server) respondDelta(st *deltaStream) error {
 		resp.Nonce = strconv.FormatInt(st.nonce, 10)
 		sub.nonce, sub.pending, sub.inFlight = resp.Nonce, true, inFlight
 		s.onStreamResponse(st.adsStream, typ, snap.version, resp.Nonce)
-		if err := st.grpc.Send(resp); err != nil {
+		var err error
+		if s.preEncoded.Load() {
+			err = st.grpc.SendMsg(&encodedDelta{version: resp.SystemVersionInfo, typeURL: typ, nonce: resp.Nonce, chunks: chunks, removed: resp.RemovedResources})
+		} else {
+			err = st.grpc.Send(resp)
+		}
+		if err != nil {
 			return err
 		}
 	}

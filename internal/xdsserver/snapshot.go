@@ -42,6 +42,9 @@ type marshalled struct {
 	// consistency check of a shared resource runs once per push, not once
 	// per proxy.
 	checkedIn atomic.Pointer[typeSet]
+	// delta is the resource as one `resources` entry of a
+	// DeltaDiscoveryResponse, built on first use (delta_wire.go).
+	delta atomic.Pointer[[]byte]
 }
 
 // typeSet is the content of one resource type for one or more proxies:
