@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -39,7 +40,9 @@ type Options struct {
 	Domain        string // cluster DNS domain
 	RootNamespace string
 	// Debounce is how long config must be quiet before a push; pushes are
-	// never delayed more than MaxDebounce after the first change.
+	// never delayed more than MaxDebounce after the first change. Zero
+	// takes Istio's PILOT_DEBOUNCE_AFTER and PILOT_DEBOUNCE_MAX from the
+	// environment, else Istio's defaults (100ms, 10s).
 	Debounce    time.Duration
 	MaxDebounce time.Duration
 	CA          CAOptions
@@ -58,23 +61,38 @@ func (o *Options) defaults() {
 	if o.RootNamespace == "" {
 		o.RootNamespace = "istio-system"
 	}
+}
+
+// debounce resolves the debounce settings, zero ones from Istio's
+// environment variables.
+func (o *Options) debounce(getenv func(string) string) error {
+	if o.Debounce != 0 && o.MaxDebounce != 0 {
+		return nil
+	}
+	env, err := xdsserver.DebounceFromEnv(getenv)
+	if err != nil {
+		return err
+	}
 	if o.Debounce == 0 {
-		o.Debounce = 50 * time.Millisecond
+		o.Debounce = env.After
 	}
 	if o.MaxDebounce == 0 {
-		o.MaxDebounce = 500 * time.Millisecond
+		o.MaxDebounce = env.Max
 	}
+	return nil
 }
 
 // Server is a running control plane.
 type Server struct {
-	opts    Options
-	log     *slog.Logger
-	store   *configstore.Store
-	xds     *xdsserver.Server
-	pushes  atomic.Int64
-	grpcLis net.Listener
-	httpLis net.Listener
+	opts   Options
+	log    *slog.Logger
+	store  *configstore.Store
+	xds    *xdsserver.Server
+	pushes atomic.Int64
+	// lastPush is the latest push context, which the next one replaces.
+	lastPush atomic.Pointer[model.PushContext]
+	grpcLis  net.Listener
+	httpLis  net.Listener
 
 	// injectLis and injectCert serve the sidecar injector webhook (nil
 	// when Options.Injection.Addr is empty).
@@ -93,6 +111,9 @@ type Server struct {
 // before Run).
 func New(opts Options, log *slog.Logger) (*Server, error) {
 	opts.defaults()
+	if err := opts.debounce(os.Getenv); err != nil {
+		return nil, err
+	}
 	var store *configstore.Store
 	var err error
 	if opts.StoreDir == "" || opts.Kube != nil {
@@ -174,37 +195,10 @@ func (s *Server) Run(ctx context.Context) error {
 	return err
 }
 
-// debouncePushes coalesces bursts of store changes into one push: it waits
-// for Debounce of quiet, but never longer than MaxDebounce.
+// debouncePushes coalesces bursts of store changes into one push
+// (xdsserver.Debounce).
 func (s *Server) debouncePushes(ctx context.Context, changes <-chan struct{}) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-changes:
-		}
-		changed := time.Now()
-		deadline := time.NewTimer(s.opts.MaxDebounce)
-		quiet := time.NewTimer(s.opts.Debounce)
-	wait:
-		for {
-			select {
-			case <-ctx.Done():
-				deadline.Stop()
-				quiet.Stop()
-				return
-			case <-changes:
-				quiet.Reset(s.opts.Debounce)
-			case <-quiet.C:
-				break wait
-			case <-deadline.C:
-				break wait
-			}
-		}
-		deadline.Stop()
-		quiet.Stop()
-		s.pushAt(changed)
-	}
+	xdsserver.Debounce{After: s.opts.Debounce, Max: s.opts.MaxDebounce}.Run(ctx, changes, s.pushAt)
 }
 
 // pushNow builds a new push context from the current store snapshot and
@@ -220,7 +214,12 @@ func (s *Server) pushAt(changed time.Time) {
 	version := strconv.FormatInt(snap.Revision(), 10)
 	pc := model.NewPushContext(version, snap, reg, s.opts.Domain, s.opts.RootNamespace)
 	pc.TraceCollector = dialable(s.HTTPAddr())
+	// Linked to the push it replaces, so kinds that did not change keep
+	// their generated resources (a VirtualService change rebuilds routes,
+	// not clusters and endpoints).
+	pc.SetPrevious(s.lastPush.Swap(pc))
 	s.xds.PushAt(pc, changed)
+	pc.ForgetPrevious() // every connected proxy is built: free the old push
 	s.pushes.Add(1)
 	s.log.Debug("pushed config", "revision", version, "took", time.Since(start))
 }

@@ -3,6 +3,7 @@ package model
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -46,6 +47,7 @@ type PushContext struct {
 	requestAuthn     byNamespace // each in CreationOrder
 	peerAuthn        byNamespace // each oldest first
 	sidecars         byNamespace // store order
+	egress           map[*networking.Sidecar]*compiledEgress
 	telemetries      byNamespace // store order
 	proxySelectors   []map[string]string
 
@@ -54,6 +56,10 @@ type PushContext struct {
 	meshErr  error
 
 	memos sync.Map // *MemoKey[T] → *memoEntry; see Memo
+
+	// previous and changed: see SetPrevious (changes.go).
+	previous atomic.Pointer[PushContext]
+	changed  map[string]bool
 }
 
 // NewPushContext indexes the config for translation. cfg is read here and
@@ -74,6 +80,11 @@ func NewPushContext(version string, cfg config.Reader, reg ServiceDiscovery, dom
 	}
 	pc.envoyFilters = pc.indexEnvoyFilters(cfg.List("EnvoyFilter"))
 	pc.proxySelectors = proxyLabelSelectors(pc.virtualServices, pc.sidecarObjs)
+	pc.egress = map[*networking.Sidecar]*compiledEgress{}
+	for _, o := range pc.sidecarObjs {
+		sc := o.Spec.(*networking.Sidecar)
+		pc.egress[sc] = compileEgress(sc)
+	}
 	return pc
 }
 

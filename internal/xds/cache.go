@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -58,11 +59,25 @@ type pushCache struct {
 
 	mu      sync.Mutex
 	entries map[sharedKey]*sharedEntry
+
+	// builds counts what was generated for this push, by type (tests and
+	// profiles: a VirtualService change builds routes only).
+	builds BuildCounts
 }
+
+// BuildCounts is how many shared parts a push generated, by type.
+type BuildCounts struct {
+	Clusters, Routes, Endpoints atomic.Int64
+}
+
+// Builds returns the shared generation counts of pc.
+func Builds(pc *model.PushContext) *BuildCounts { return &cacheFor(pc).builds }
 
 type sharedEntry struct {
 	once sync.Once
 	val  *shared
+	// done is val once built, for a later push to reuse without waiting.
+	done atomic.Pointer[shared]
 }
 
 // sharedCaches is where each push context keeps its pushCache: the cache
@@ -128,21 +143,71 @@ func sharedFor(pc *model.PushContext, proxy *model.Proxy) *shared {
 		c.entries[k] = e
 	}
 	c.mu.Unlock()
-	e.once.Do(func() { e.val = buildShared(pc, c.keyProxy(proxy)) })
+	e.once.Do(func() {
+		e.val = buildShared(pc, c, c.keyProxy(proxy), reusable(pc, k))
+		e.done.Store(e.val)
+	})
 	return e.val
 }
 
-func buildShared(pc *model.PushContext, kp *model.Proxy) *shared {
+// routeOnlyKinds are the kinds whose changes cannot change outbound
+// clusters or endpoints (Istio's PushRequest.ConfigsUpdated check): routes
+// read VirtualServices, gateways and policies build per proxy.
+var routeOnlyKinds = map[string]bool{"VirtualService": true, "Gateway": true, "AuthorizationPolicy": true, "RequestAuthentication": true}
+
+// reusable returns the previous push's shared part for key k when only
+// kinds that cannot change its clusters and endpoints changed since.
+func reusable(pc *model.PushContext, k sharedKey) *shared {
+	prev := pc.Previous()
+	if prev == nil {
+		return nil
+	}
+	for kind := range pc.ConfigsUpdated() {
+		if !routeOnlyKinds[kind] {
+			return nil
+		}
+	}
+	// A Sidecar egress scope imports VirtualService destinations.
+	if pc.ConfigsUpdated()["VirtualService"] && (pc.HasEgressScopes() || prev.HasEgressScopes()) {
+		return nil
+	}
+	pcache := cacheFor(prev)
+	if !slices.Equal(pcache.selectorKeys, cacheFor(pc).selectorKeys) {
+		return nil
+	}
+	pcache.mu.Lock()
+	e := pcache.entries[k]
+	pcache.mu.Unlock()
+	if e == nil {
+		return nil
+	}
+	return e.done.Load()
+}
+
+// buildShared builds the shared part for kp; with prev (reusable), only
+// its routes.
+func buildShared(pc *model.PushContext, c *pushCache, kp *model.Proxy, prev *shared) *shared {
 	g := &generator{pc: pc, proxy: kp}
 	s := &shared{}
-	s.clusters = g.buildOutboundClusters()
-	s.clusterWarnings, g.warnings = g.warnings, nil
+	if prev != nil {
+		s.clusters, s.clusterWarnings = prev.clusters, prev.clusterWarnings
+		s.endpoints, s.endpointWarnings = prev.endpoints, prev.endpointWarnings
+	} else {
+		c.builds.Clusters.Add(1)
+		s.clusters = g.buildOutboundClusters()
+		s.clusterWarnings, g.warnings = g.warnings, nil
+	}
 	if kp.Type == model.SidecarProxy {
+		c.builds.Routes.Add(1)
 		for _, port := range g.outboundHTTPPorts() {
 			s.routes = append(s.routes, g.buildSidecarRoute(port))
 		}
 		s.routeWarnings, g.warnings = g.warnings, nil
 	}
+	if prev != nil {
+		return s
+	}
+	c.builds.Endpoints.Add(1)
 	for _, ref := range g.edsClusters {
 		s.endpoints = append(s.endpoints, g.loadAssignment(ref.cluster, ref.svc, ref.port, ref.subset))
 	}

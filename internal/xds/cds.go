@@ -28,7 +28,7 @@ const defaultConnectTimeout = 10 * time.Second
 // the whole-service cluster and one cluster per DestinationRule subset.
 func (g *generator) buildOutboundClusters() []*clusterv3.Cluster {
 	var out []*clusterv3.Cluster
-	for _, svc := range g.pc.Registry.Services() {
+	for _, svc := range g.scopedServices() {
 		drObj := g.pc.DestinationRule(g.proxy.Namespace, svc)
 		var dr *networking.DestinationRule
 		if drObj != nil {

@@ -46,6 +46,9 @@ type generator struct {
 	// collectors are telemetry collector clusters (name → host:port) that
 	// tracing config refers to; see addTraceCollectors.
 	collectors map[string]string
+	// egress is the Sidecar egress scope, once scopeDone (scope.go).
+	egress    *model.EgressScope
+	scopeDone bool
 }
 
 func (g *generator) warnf(format string, args ...any) {

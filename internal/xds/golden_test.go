@@ -52,6 +52,7 @@ func TestGolden(t *testing.T) {
 		{"gateway-tls", []string{"bookinfo-mesh.yaml", "gateway-tls.yaml"}, map[string]*model.Proxy{"ingress": ingress}},
 		{"traffic-policy", []string{"bookinfo-mesh.yaml", "traffic-policy.yaml"}, map[string]*model.Proxy{"productpage": productpage}},
 		{"protocols", []string{"bookinfo-mesh.yaml", "protocols.yaml"}, map[string]*model.Proxy{"productpage": productpage, "reviews-v1": reviewsV1}},
+		{"sidecar-scope", []string{"bookinfo-mesh.yaml", "sidecar-scope.yaml"}, map[string]*model.Proxy{"productpage": productpage, "reviews-v1": reviewsV1, "ingress": ingress}},
 		{"egress", []string{"bookinfo-mesh.yaml", "egress.yaml"}, map[string]*model.Proxy{"productpage": productpage, "egressgateway": {ID: "router~127.1.0.101~istio-egressgateway-eeeee.istio-system~istio-system.svc.cluster.local", Type: model.Router, IP: "127.1.0.101", PodName: "istio-egressgateway-eeeee", Namespace: "istio-system", Labels: map[string]string{"app": "istio-egressgateway", "istio": "egressgateway"}}}},
 	}
 	for _, tc := range cases {

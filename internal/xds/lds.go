@@ -127,7 +127,7 @@ func (g *generator) outboundHTTPPorts() []uint32 {
 	var ports []uint32
 	for _, svc := range g.pc.Registry.Services() {
 		for _, p := range svc.Ports {
-			if p.Protocol.IsHTTP() && !seen[p.Port] {
+			if p.Protocol.IsHTTP() && !seen[p.Port] && g.scope().IncludesPort(svc, p.Port) {
 				seen[p.Port] = true
 				ports = append(ports, p.Port)
 			}

@@ -33,7 +33,7 @@ func (g *generator) buildSidecarRoute(port uint32) *routev3.RouteConfiguration {
 	ctx := routeContext{gateway: "mesh", port: port, listenPort: port}
 	for _, svc := range g.pc.Registry.Services() {
 		sp, ok := svc.PortByNumber(port)
-		if !ok || !sp.Protocol.IsHTTP() {
+		if !ok || !sp.Protocol.IsHTTP() || !g.scope().IncludesPort(svc, port) {
 			continue
 		}
 		vh := &routev3.VirtualHost{

@@ -39,7 +39,7 @@ func (g *generator) addOutboundTCPListeners(out []*listenerv3.Listener) []*liste
 	vsList := g.pc.MeshVirtualServices(g.proxy.Namespace)
 	for _, svc := range g.pc.Registry.Services() {
 		for _, sp := range svc.Ports {
-			if sp.Protocol.IsHTTP() {
+			if sp.Protocol.IsHTTP() || !g.scope().IncludesPort(svc, sp.Port) {
 				continue
 			}
 			if _, seen := chains[sp.Port]; !seen {

@@ -122,10 +122,9 @@ func (s *Server) StreamAggregatedResources(g discoveryv3.AggregatedDiscoveryServ
 	}
 }
 
-// DeltaAggregatedResources is not served: Skein's proxies and Envoy's
-// default ADS use state of the world.
-func (s *Server) DeltaAggregatedResources(discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
-	return status.Error(codes.Unimplemented, "delta xDS is not supported; use state-of-the-world ADS")
+// DeltaAggregatedResources serves incremental ADS (delta.go).
+func (s *Server) DeltaAggregatedResources(g discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
+	return s.serveDelta(g)
 }
 
 // onRequest registers the proxy on its first request, records ACKs and

@@ -42,6 +42,9 @@ type marshalled struct {
 	// consistency check of a shared resource runs once per push, not once
 	// per proxy.
 	checkedIn atomic.Pointer[typeSet]
+	// delta is the resource as one `resources` entry of a
+	// DeltaDiscoveryResponse, built on first use (delta_wire.go).
+	delta atomic.Pointer[[]byte]
 }
 
 // typeSet is the content of one resource type for one or more proxies:
@@ -151,6 +154,9 @@ type pushMemo struct {
 	lists sync.Map // [sha256.Size]byte → *typeSet
 	// marshals counts resources marshalled for this push, for tests.
 	marshals atomic.Int64
+	// pc is the push this memo belongs to: its Previous's memo holds the
+	// resources a partial regeneration reused, already marshalled.
+	pc *model.PushContext
 }
 
 // pushMemos is where each push context keeps its pushMemo (model.Memo),
@@ -159,13 +165,21 @@ type pushMemo struct {
 var pushMemos = model.NewMemoKey[pushMemo]("xdsserver marshalled resources")
 
 func memoFor(pc *model.PushContext) *pushMemo {
-	return model.Memo(pc, pushMemos, func() *pushMemo { return &pushMemo{} })
+	return model.Memo(pc, pushMemos, func() *pushMemo { return &pushMemo{pc: pc} })
 }
 
 // resource marshals r once per push.
 func (pm *pushMemo) resource(typeURL string, r types.Resource) (*marshalled, error) {
 	if v, ok := pm.resources.Load(r); ok {
 		return v.(*marshalled), nil
+	}
+	if prev := pm.previous(); prev != nil {
+		if v, ok := prev.resources.Load(r); ok {
+			// Kept in this memo too: it keeps r alive, so list keys
+			// (addresses) stay sound once the previous push is gone.
+			v, _ = pm.resources.LoadOrStore(r, v)
+			return v.(*marshalled), nil
+		}
 	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
 	if err != nil {
@@ -186,6 +200,19 @@ func (pm *pushMemo) resource(typeURL string, r types.Resource) (*marshalled, err
 	}
 	v, _ := pm.resources.LoadOrStore(r, m)
 	return v.(*marshalled), nil
+}
+
+// previous is the memo of the push pc replaced, when pc reuses its
+// resources.
+func (pm *pushMemo) previous() *pushMemo {
+	if pm.pc == nil {
+		return nil
+	}
+	prev := pm.pc.Previous()
+	if prev == nil {
+		return nil
+	}
+	return memoFor(prev)
 }
 
 // set returns the typeSet for items, shared with every proxy whose items of

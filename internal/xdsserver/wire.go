@@ -92,6 +92,9 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	if r, ok := v.(*encodedResponse); ok {
 		return r.buffers(), nil
 	}
+	if r, ok := v.(*encodedDelta); ok {
+		return r.buffers(), nil
+	}
 	return c.proto.Marshal(v)
 }
 

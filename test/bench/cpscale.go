@@ -51,6 +51,8 @@ func cpscale(args []string) error {
 	timeout := fs.Duration("timeout", 5*time.Minute, "longest wait for the initial sync and for convergence")
 	pprofDir := fs.String("pprof", "", "write discovery's profiles here: heap after the initial sync and after convergence (heap-sync.pb.gz, heap-converged.pb.gz), CPU over the sync (cpu-sync.pb.gz) and from the change on (cpu-change.pb.gz), and this process's CPU from the change to convergence (sim-cpu-change.pb.gz)")
 	cpuSeconds := fs.Int("pprof-seconds", 10, "length of each CPU profile with -pprof")
+	delta := fs.Bool("delta", false, "simulated sidecars use delta (incremental) ADS instead of state of the world")
+	scoped := fs.Int("sidecar", 0, "a Sidecar scopes every proxy's egress to the first N services (0: no Sidecar)")
 	_ = fs.Parse(args)
 	// The simulated proxies allocate a buffer per response; with the
 	// default GC target the load generator spends much of its share of the
@@ -107,6 +109,7 @@ func cpscale(args []string) error {
 				"status": map[string]any{"phase": "Running", "podIP": fmt.Sprintf("127.10.%d.%d", i/250, i%250+1),
 					"conditions": []any{map[string]any{"type": "Ready", "status": "True"}}}})
 	}
+	docs = append(docs, scopeDocs(*scoped)...)
 	if err := applyDocs(ctx, api, docs); err != nil {
 		return err
 	}
@@ -121,13 +124,13 @@ func cpscale(args []string) error {
 	prof := &profiler{dir: *pprofDir, base: "http://" + httpAddr, seconds: *cpuSeconds}
 	prof.cpu("cpu-sync.pb.gz")
 	for i := range clients {
-		c, err := newADSClient(grpcAddr, i, names, &m)
+		c, run, err := newSimProxy(*delta, grpcAddr, i, names, &m)
 		if err != nil {
 			return err
 		}
 		defer c.close()
 		clients[i] = c
-		go c.run()
+		go run()
 	}
 	syncDeadline := time.After(*timeout)
 	for i, c := range clients {
@@ -185,7 +188,11 @@ func cpscale(args []string) error {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	pct := func(q float64) time.Duration { return lat[int(float64(len(lat)-1)*q/100)] }
 
-	fmt.Printf("Skein control plane scale: %d services (1 pod each), %d simulated sidecars (ADS, SotW, ACKing), 1 VirtualService change\n\n", *nsvc, *nproxy)
+	mode := map[bool]string{false: "SotW", true: "delta"}[*delta]
+	if *scoped > 0 {
+		mode += fmt.Sprintf(", Sidecar egress scoped to %d services", *scoped)
+	}
+	fmt.Printf("Skein control plane scale: %d services (1 pod each), %d simulated sidecars (ADS, %s, ACKing), 1 VirtualService change\n\n", *nsvc, *nproxy, mode)
 	fmt.Printf("store load (%d objects via the config API): %s\n", len(docs), applied.Round(time.Millisecond))
 	fmt.Printf("initial sync, all proxies ACKed CDS+LDS+EDS+RDS: %s (discovery CPU %.1f s)\n", syncTime.Round(time.Millisecond), cpu1.cpu-cpu0.cpu)
 	fmt.Printf("change → ACKed by every proxy: p50 %s  p90 %s  p99 %s  max %s (discovery CPU %.2f s, simulated proxies CPU %.2f s)\n",
