@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	securityv1 "istio.io/api/security/v1alpha1"
+
+	"github.com/skein-mesh/skein/internal/apiwire"
 )
 
 // Authenticator establishes who is calling CreateCertificate. Locally that
@@ -109,19 +111,6 @@ func (s *Service) CreateCertificate(ctx context.Context, req *securityv1.IstioCe
 	return &securityv1.IstioCertificateResponse{CertChain: chain}, nil
 }
 
-// TokenRequest is the body of POST /api/v1/token.
-type TokenRequest struct {
-	Namespace string `json:"namespace"`
-	Pod       string `json:"pod"`
-}
-
-// TokenResponse answers it.
-type TokenResponse struct {
-	Token          string    `json:"token"`
-	ServiceAccount string    `json:"serviceAccount"`
-	Expiry         time.Time `json:"expiry"`
-}
-
 // TokenHandler issues workload tokens (POST /api/v1/token) to callers
 // presenting the admin token: the local runner does this for each pod it
 // starts, as the kubelet projects a token into each pod.
@@ -133,7 +122,7 @@ func TokenHandler(tokens *Tokens, adminToken string, pods PodLookup, ttl time.Du
 			httpError(w, http.StatusUnauthorized, "Unauthorized", "issuing workload tokens needs `Authorization: Bearer <admin token>` (the admin-token file in the CA directory)")
 			return
 		}
-		var req TokenRequest
+		var req apiwire.TokenRequest
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
 			httpError(w, http.StatusBadRequest, "BadRequest", "token request: "+err.Error())
 			return
@@ -149,7 +138,7 @@ func TokenHandler(tokens *Tokens, adminToken string, pods PodLookup, ttl time.Du
 		}
 		tok := tokens.Issue(Claims{Namespace: req.Namespace, Pod: req.Pod, ServiceAccount: sa}, ttl)
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(TokenResponse{Token: tok, ServiceAccount: sa, Expiry: tokens.now().Add(ttl).UTC()})
+		_ = json.NewEncoder(w).Encode(apiwire.TokenResponse{Token: tok, ServiceAccount: sa, Expiry: tokens.now().Add(ttl).UTC()})
 	})
 }
 

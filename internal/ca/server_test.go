@@ -21,6 +21,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	securityv1 "istio.io/api/security/v1alpha1"
+
+	"github.com/skein-mesh/skein/internal/apiwire"
 )
 
 // pods is a fixed pod → service account table.
@@ -162,7 +164,7 @@ func TestTokenHandler(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("%d %s", code, body)
 	}
-	var tr TokenResponse
+	var tr apiwire.TokenResponse
 	if err := json.Unmarshal(body, &tr); err != nil {
 		t.Fatal(err)
 	}

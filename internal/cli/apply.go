@@ -35,7 +35,7 @@ if any is invalid, nothing is applied.`,
 			if len(objs) == 0 {
 				return errors.New("no objects passed to apply")
 			}
-			client := apiclient.New(global.server)
+			client := newAPIClient(global.server)
 			apply, suffix := client.Apply, ""
 			if dryRun {
 				apply, suffix = client.DryRun, " (dry run)"

@@ -44,6 +44,7 @@ func newDiscoveryCmd() *cobra.Command {
 	f.StringVar(&opts.StoreDir, "store-dir", "", "directory of the durable config store (empty: in memory)")
 	f.StringVar(&opts.GRPCAddr, "grpc-addr", "127.0.0.1:15010", "xDS (ADS over gRPC) listen address")
 	f.StringVar(&opts.HTTPAddr, "http-addr", "127.0.0.1:15014", "config API and debug listen address")
+	f.StringSliceVar(&opts.HTTPHosts, "http-host", nil, "extra host name clients may send as Host to the HTTP port (repeatable; IPs, localhost and *.svc names are always accepted)")
 	f.StringVar(&opts.Domain, "domain", "cluster.local", "cluster DNS domain")
 	f.StringVar(&opts.RootNamespace, "root-namespace", "istio-system", "namespace of mesh-wide config")
 	f.DurationVar(&opts.Debounce, "debounce", 50*time.Millisecond, "quiet time after a config change before pushing")

@@ -2,10 +2,8 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -37,21 +35,9 @@ func newProxyStatusCmd() *cobra.Command {
 }
 
 func fetchSyncz(ctx context.Context, server string) ([]xdsserver.ProxyStatus, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+server+"/debug/syncz", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach the Skein control plane at %s (is \"skein up\" or \"skein discovery\" running?): %w", server, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return nil, fmt.Errorf("control plane answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
-	}
 	var out []xdsserver.ProxyStatus
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return nil, fmt.Errorf("decode proxy status: %w", err)
+	if err := newAPIClient(server).GetJSON(ctx, "/debug/syncz", &out); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -44,6 +44,9 @@ type Options struct {
 	// Server is the control plane's HTTP address (config API, /debug/syncz,
 	// the Zipkin API).
 	Server string
+	// CredentialFile holds the control plane's admin credential (for
+	// /debug/syncz); empty: the default location.
+	CredentialFile string
 	// PrometheusURL, when set, is queried instead of scraping the proxies.
 	PrometheusURL string
 	// Window is the span rates are computed over (default 30 s).
@@ -59,6 +62,7 @@ type Options struct {
 type Dashboard struct {
 	opts    Options
 	api     ConfigLister
+	syncz   *apiclient.Client // /debug/syncz, with the admin credential
 	metrics MetricsSource
 	scraper *scraper // nil with Prometheus
 	traces  *traceClient
@@ -81,7 +85,8 @@ func New(opts Options) *Dashboard {
 		opts.Logger = slog.Default()
 	}
 	hc := &http.Client{Timeout: 5 * time.Second}
-	d := &Dashboard{opts: opts, api: apiclient.New(opts.Server), http: hc, log: opts.Logger,
+	cp := newAPIClient(opts)
+	d := &Dashboard{opts: opts, api: cp, syncz: cp, http: hc, log: opts.Logger,
 		traces: &traceClient{base: "http://" + opts.Server, client: hc}}
 	if opts.PrometheusURL != "" {
 		d.metrics = &promSource{base: opts.PrometheusURL, rng: opts.Window, client: hc}
@@ -275,20 +280,9 @@ type ProxyRow struct {
 }
 
 func (d *Dashboard) handleProxies(w http.ResponseWriter, r *http.Request) {
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://"+d.opts.Server+"/debug/syncz", nil)
-	if err != nil {
-		writeErr(w, http.StatusInternalServerError, err)
-		return
-	}
-	resp, err := d.http.Do(req)
-	if err != nil {
-		writeErr(w, http.StatusBadGateway, err)
-		return
-	}
-	defer resp.Body.Close()
 	var list []xdsserver.ProxyStatus
-	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
-		writeErr(w, http.StatusBadGateway, errors.New("decoding /debug/syncz: "+err.Error()))
+	if err := d.syncz.GetJSON(r.Context(), "/debug/syncz", &list); err != nil {
+		writeErr(w, http.StatusBadGateway, errors.New("/debug/syncz: "+err.Error()))
 		return
 	}
 	rows := make([]ProxyRow, 0, len(list))
@@ -300,4 +294,11 @@ func (d *Dashboard) handleProxies(w http.ResponseWriter, r *http.Request) {
 		rows = append(rows, row)
 	}
 	writeJSON(w, http.StatusOK, rows)
+}
+
+func newAPIClient(opts Options) *apiclient.Client {
+	if opts.CredentialFile != "" {
+		return apiclient.NewWithCredentialFile(opts.Server, opts.CredentialFile)
+	}
+	return apiclient.New(opts.Server)
 }

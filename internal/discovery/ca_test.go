@@ -39,7 +39,7 @@ func TestWorkloadCertificateFlow(t *testing.T) {
 	}
 	admin, _ := os.ReadFile(adminFile)
 
-	api := apiclient.New(srv.HTTPAddr())
+	api := apiclient.NewWithToken(srv.HTTPAddr(), srv.AdminToken())
 	pod := &corev1.Pod{Spec: corev1.PodSpec{ServiceAccountName: "bookinfo-ratings", Containers: []corev1.Container{{Name: "ratings", Image: "ratings"}}}}
 	pod.Name, pod.Namespace = "ratings-v1-abc", "bookinfo"
 	if _, err := api.Apply(ctx, []*config.Object{{

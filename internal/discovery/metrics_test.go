@@ -59,7 +59,10 @@ func TestMetricsAndServiceDiscovery(t *testing.T) {
 	apply := func(docs ...string) (int, string) {
 		t.Helper()
 		body := `{"objects":[` + strings.Join(docs, ",") + `]}`
-		resp, err := http.Post(base+"/api/v1/apply", "application/json", strings.NewReader(body))
+		req, _ := http.NewRequest("POST", base+"/api/v1/apply", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+srv.AdminToken())
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/skein-mesh/skein/internal/apiclient"
+	"github.com/skein-mesh/skein/internal/apiwire"
 	"github.com/skein-mesh/skein/internal/config"
 	"github.com/skein-mesh/skein/internal/dashboard"
 	corev1 "k8s.io/api/core/v1"
@@ -155,7 +156,7 @@ func Start(ctx context.Context, opts Options) (*Runner, error) {
 		}
 	}
 	logDir := filepath.Join(opts.DataDir, "logs")
-	r := &Runner{opts: opts, log: opts.Logger, api: apiclient.New(opts.HTTPAddr), done: make(chan struct{})}
+	r := &Runner{opts: opts, log: opts.Logger, api: apiclient.NewWithCredentialFile(opts.HTTPAddr, filepath.Join(opts.DataDir, "ca", apiwire.CredentialFile)), done: make(chan struct{})}
 	if err := r.startDiscovery(ctx, logDir); err != nil {
 		return nil, err
 	}
@@ -401,7 +402,8 @@ func (r *Runner) startDashboard(ctx context.Context) {
 		return
 	}
 	r.dashboardURL = "http://" + l.Addr().String() + "/"
-	d := dashboard.New(dashboard.Options{Server: r.opts.HTTPAddr, Logger: r.log})
+	d := dashboard.New(dashboard.Options{Server: r.opts.HTTPAddr, Logger: r.log,
+		CredentialFile: filepath.Join(r.opts.DataDir, "ca", apiwire.CredentialFile)})
 	go func() {
 		if err := d.Serve(ctx, l); err != nil {
 			r.log.Warn("dashboard stopped", "err", err)

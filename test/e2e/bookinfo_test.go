@@ -75,15 +75,29 @@ func freeIngressIP(t *testing.T) string {
 	return ""
 }
 
+// credential is the admin credential file skein up's control plane wrote,
+// which the CLI reads as the owner's.
+func (m *mesh) credential() string { return filepath.Join(m.dataDir, "ca", "admin-token") }
+
+// adminToken reads the credential.
+func (m *mesh) adminToken(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(m.credential())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
 func (m *mesh) skein(t *testing.T, args ...string) string {
 	t.Helper()
-	return mustRun(t, append(args, "--server", m.server)...)
+	return mustRun(t, append(args, "--server", m.server, "--credential-file", m.credential())...)
 }
 
 // apply applies YAML text through stdin, as `skein apply -f -`.
 func (m *mesh) apply(t *testing.T, yaml string) string {
 	t.Helper()
-	out, err := run(t, yaml, "apply", "-f", "-", "--server", m.server)
+	out, err := run(t, yaml, "apply", "-f", "-", "--server", m.server, "--credential-file", m.credential())
 	if err != nil {
 		t.Fatalf("skein apply: %v\n%s", err, out)
 	}
@@ -166,7 +180,7 @@ func TestBookinfo(t *testing.T) {
 	})
 
 	t.Run("bad input is refused and stores nothing", func(t *testing.T) {
-		out, err := run(t, "", "apply", "-f", "test/e2e/testdata/bad-mixed.yaml", "--server", m.server)
+		out, err := run(t, "", "apply", "-f", "test/e2e/testdata/bad-mixed.yaml", "--server", m.server, "--credential-file", m.credential())
 		if err == nil {
 			t.Fatalf("apply of a bad file succeeded:\n%s", out)
 		}
@@ -176,7 +190,7 @@ func TestBookinfo(t *testing.T) {
 			}
 		}
 		// The valid DestinationRule in the same file must not have been stored.
-		got, err := run(t, "", "get", "destinationrule", "ratings", "-n", "bookinfo", "--server", m.server)
+		got, err := run(t, "", "get", "destinationrule", "ratings", "-n", "bookinfo", "--server", m.server, "--credential-file", m.credential())
 		if err == nil || !strings.Contains(got, "NotFound") {
 			t.Errorf("DestinationRule ratings exists after a failed apply: %v\n%s", err, got)
 		}
@@ -278,7 +292,7 @@ func TestBookinfo(t *testing.T) {
 			t.Errorf("while the control plane is down: %s stars, want black (last config)", got)
 		}
 		eventually(t, 30*time.Second, "control plane back", func() error {
-			out, err := run(t, "", "get", "virtualservices", "-n", "bookinfo", "--server", m.server)
+			out, err := run(t, "", "get", "virtualservices", "-n", "bookinfo", "--server", m.server, "--credential-file", m.credential())
 			if err != nil {
 				return fmt.Errorf("%v: %s", err, out)
 			}
