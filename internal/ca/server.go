@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -58,7 +59,7 @@ func (a *TokenAuthenticator) Authenticate(ctx context.Context) (Identity, error)
 		return Identity{}, status.Errorf(codes.Unauthenticated,
 			"workload token refused: pod %s/%s now runs as service account %q, the token names %q", c.Namespace, c.Pod, sa, c.ServiceAccount)
 	}
-	return Identity{Namespace: c.Namespace, ServiceAccount: c.ServiceAccount}, nil
+	return Identity{Namespace: c.Namespace, ServiceAccount: c.ServiceAccount, Pod: c.Pod}, nil
 }
 
 func bearer(ctx context.Context) (string, error) {
@@ -104,6 +105,11 @@ func (s *Service) CreateCertificate(ctx context.Context, req *securityv1.IstioCe
 	}
 	ttl := time.Duration(req.GetValidityDuration()) * time.Second
 	chain, err := s.ca.Sign([]byte(req.GetCsr()), id, ttl)
+	var mismatch *IdentityMismatchError
+	if errors.As(err, &mismatch) {
+		s.log.Warn("certificate request refused", "error", err)
+		return nil, status.Errorf(codes.PermissionDenied, "%v", err)
+	}
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
 	}

@@ -102,7 +102,7 @@ func TestCreateCertificateOverGRPC(t *testing.T) {
 	table := pods{"bookinfo/productpage-1": "bookinfo-productpage", "bookinfo/ratings-1": "bookinfo-ratings"}
 	client := serve(t, NewService(authority, &TokenAuthenticator{Tokens: tokens, Pods: table.lookup}, slog.New(slog.DiscardHandler)))
 	call := func(token string, ttl int64) (*securityv1.IstioCertificateResponse, error) {
-		csr, _ := csrFor(t, "spiffe://cluster.local/ns/istio-system/sa/istiod")
+		csr, _ := csrFor(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if token != "" {

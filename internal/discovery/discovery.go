@@ -36,7 +36,12 @@ import (
 // Options configure the control plane.
 type Options struct {
 	StoreDir string // durable store directory; empty keeps config in memory
-	GRPCAddr string // xDS, e.g. 127.0.0.1:15010
+	GRPCAddr string // xDS and CA, e.g. 127.0.0.1:15012 (TLS)
+	// PlaintextXDS serves GRPCAddr without TLS (Istio's 15010): streams
+	// still authenticate, but no gateway key material is sent.
+	PlaintextXDS bool
+	// XDSHosts are extra names or IPs for the xDS serving certificate.
+	XDSHosts []string
 	HTTPAddr string // config API and debug, e.g. 127.0.0.1:15014
 	// HTTPHosts are host names (besides IP literals, localhost and
 	// Kubernetes service names) callers may send in the Host header.
@@ -141,12 +146,21 @@ func (s *Server) Run(ctx context.Context) error {
 	defer unsubscribe()
 	go s.debouncePushes(ctx, changes)
 
-	g := grpc.NewServer(
+	creds, err := s.xdsCredentials()
+	if err != nil {
+		return err
+	}
+	grpcOpts := []grpc.ServerOption{
 		grpc.MaxConcurrentStreams(100000),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		s.xds.GRPCServerOption(),
-	)
+	}
+	if creds != nil {
+		grpcOpts = append(grpcOpts, creds)
+	}
+	g := grpc.NewServer(grpcOpts...)
+	s.xds.SetAuthenticator(s.streamAuthenticator())
 	s.xds.Register(g)
 	s.registerCA(g)
 	hs := &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
@@ -157,7 +171,6 @@ func (s *Server) Run(ctx context.Context) error {
 	stopInjection := s.serveInjection(errc)
 	s.log.Info("control plane serving", "xds", s.GRPCAddr(), "http", s.HTTPAddr(), "store", s.opts.StoreDir)
 
-	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
@@ -223,7 +236,7 @@ func (s *Server) pushAt(changed time.Time) {
 	snap := s.store.Snapshot()
 	reg := registry.Build(snap, s.opts.Domain)
 	version := strconv.FormatInt(snap.Revision(), 10)
-	pc := model.NewPushContext(version, snap, reg, s.opts.Domain, s.opts.RootNamespace)
+	pc := model.NewPushContext(version, s.translationConfig(snap), reg, s.opts.Domain, s.opts.RootNamespace)
 	pc.TraceCollector = dialable(s.HTTPAddr())
 	s.xds.PushAt(pc, changed)
 	s.pushes.Add(1)

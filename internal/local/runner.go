@@ -61,7 +61,7 @@ func (o *Options) setDefaults() error {
 		o.HTTPAddr = "127.0.0.1:15014"
 	}
 	if o.GRPCAddr == "" {
-		o.GRPCAddr = "127.0.0.1:15010"
+		o.GRPCAddr = "127.0.0.1:15012"
 	}
 	if o.IngressAddress == "" {
 		o.IngressAddress = "127.0.0.1"
@@ -168,6 +168,7 @@ func Start(ctx context.Context, opts Options) (*Runner, error) {
 			Executable: opts.Executable, DiscoveryAddr: opts.GRPCAddr, IngressAddress: opts.IngressAddress,
 			LogLevel: opts.LogLevel, HostEnv: os.Environ(), LookPath: exec.LookPath,
 			ConfigMaps: r.configMap, TokenDir: filepath.Join(opts.DataDir, "tokens"),
+			DiscoveryRoot: filepath.Join(opts.DataDir, "ca", "root-cert.pem"),
 		},
 		log: opts.Logger, out: out, logDir: logDir,
 		backoff: defaultBackoff, grace: defaultGracePeriod, probe: defaultProbe, resync: resyncInterval,

@@ -38,6 +38,9 @@ import (
 type Options struct {
 	Mode             Mode
 	DiscoveryAddress string // host:port of the control plane's ADS
+	// DiscoveryRootCert is the mesh root (PEM file) the control plane's
+	// TLS certificate is verified with; empty dials plaintext (15010).
+	DiscoveryRootCert string
 	PodIP            string // where the proxy listens (and what EDS publishes)
 	AppIP            string // sidecar: where the app listens (APP_IP metadata)
 	BindAddress      string // replaces 0.0.0.0 in listener addresses (default PodIP)
@@ -122,7 +125,11 @@ func Start(ctx context.Context, opts Options) (*Proxy, error) {
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	if p.secrets, err = opts.Identity.manager(opts, p.stats, log); err != nil {
+	dial, err := controlPlaneDial(opts.DiscoveryAddress, opts.DiscoveryRootCert)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	if p.secrets, err = opts.Identity.manager(opts, dial, p.stats, log); err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	self, err := istiostats.NodeMetadata(istioNode(&opts))
@@ -154,8 +161,10 @@ func Start(ctx context.Context, opts Options) (*Proxy, error) {
 	}
 	p.dataplane.listeners = listeners
 	p.xds, err = xdsclient.New(xdsclient.Options{
-		Address:  opts.DiscoveryAddress,
-		Node:     node,
+		Address:     opts.DiscoveryAddress,
+		DialOptions: dial,
+		TokenFile:   opts.Identity.TokenFile,
+		Node:        node,
 		Consumer: p.dataplane,
 		Logger:   log,
 		Stats:    p.stats,
