@@ -41,19 +41,19 @@ type Options struct {
 	// DiscoveryRootCert is the mesh root (PEM file) the control plane's
 	// TLS certificate is verified with; empty dials plaintext (15010).
 	DiscoveryRootCert string
-	PodIP            string // where the proxy listens (and what EDS publishes)
-	AppIP            string // sidecar: where the app listens (APP_IP metadata)
-	BindAddress      string // replaces 0.0.0.0 in listener addresses (default PodIP)
-	PodName          string
-	Namespace        string
-	ServiceAccount   string
-	WorkloadName     string // default: derived from PodName
-	Labels           map[string]string
-	ClusterID        string
-	Domain           string // default <namespace>.svc.cluster.local
-	AdminPort        int    // 15000
-	HealthPort       int    // 15021
-	PrometheusPort   int    // 15090
+	PodIP             string // where the proxy listens (and what EDS publishes)
+	AppIP             string // sidecar: where the app listens (APP_IP metadata)
+	BindAddress       string // replaces 0.0.0.0 in listener addresses (default PodIP)
+	PodName           string
+	Namespace         string
+	ServiceAccount    string
+	WorkloadName      string // default: derived from PodName
+	Labels            map[string]string
+	ClusterID         string
+	Domain            string // default <namespace>.svc.cluster.local
+	AdminPort         int    // 15000
+	HealthPort        int    // 15021
+	PrometheusPort    int    // 15090
 	// MergedMetricsPort serves Istio's merged metrics (the agent's 15020:
 	// the proxy's and AppMetrics' in one scrape); negative: not served.
 	MergedMetricsPort int
@@ -165,9 +165,9 @@ func Start(ctx context.Context, opts Options) (*Proxy, error) {
 		DialOptions: dial,
 		TokenFile:   opts.Identity.TokenFile,
 		Node:        node,
-		Consumer: p.dataplane,
-		Logger:   log,
-		Stats:    p.stats,
+		Consumer:    p.dataplane,
+		Logger:      log,
+		Stats:       p.stats,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
