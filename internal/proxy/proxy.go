@@ -175,6 +175,7 @@ func Start(ctx context.Context, opts Options) (*Proxy, error) {
 
 	adminHandler := admin.Handler(admin.Options{
 		Source: p, Stats: p.stats, Version: opts.Version, Started: p.started, Quit: p.Quit, Logger: log,
+		Mutations: admin.MutationPolicy{TokenFile: opts.Identity.TokenFile, TrustedSource: admin.PodLocal(opts.PodIP)},
 	})
 	type portServer struct {
 		name    string
