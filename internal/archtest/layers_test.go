@@ -43,7 +43,7 @@ var allowed = map[string][]string{
 	// The data plane knows Envoy protos only, never the control plane.
 	"internal/proxy/...": {"internal/proxy/..."},
 	"internal/dashboard": {"internal/apiclient", "internal/config", "internal/xdsserver"},
-	"internal/local":     {"internal/apiclient", "internal/apiwire", "internal/config", "internal/dashboard", "internal/inject", "internal/install"},
+	"internal/local":     {"internal/apiclient", "internal/apiwire", "internal/config", "internal/configstore", "internal/dashboard", "internal/inject", "internal/install"},
 	// The node agent: a virtual kubelet running a cluster's pods with local's runner.
 	"internal/node":        {"internal/local"},
 	"internal/cli":         {"..."}, // the command line wires everything

@@ -110,6 +110,9 @@ func New(opts Options, log *slog.Logger) (*Server, error) {
 	} else if store, err = configstore.Open(opts.StoreDir); err != nil {
 		return nil, fmt.Errorf("open config store: %w", err)
 	}
+	if rec := store.Recovered(); rec != nil {
+		log.Error("config store was corrupt; serving the last good revision", "problem", rec.String())
+	}
 	s := &Server{opts: opts, log: log, store: store, xds: xdsserver.New(log, xds.Generate), traces: tracestore.New(0)}
 	s.metrics = newMetrics(s.xds)
 	s.xds.SetObserver(s.metrics)

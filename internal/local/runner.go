@@ -18,6 +18,7 @@ import (
 
 	"github.com/skein-mesh/skein/internal/apiclient"
 	"github.com/skein-mesh/skein/internal/apiwire"
+	"github.com/skein-mesh/skein/internal/configstore"
 	"github.com/skein-mesh/skein/internal/config"
 	"github.com/skein-mesh/skein/internal/dashboard"
 	corev1 "k8s.io/api/core/v1"
@@ -313,6 +314,11 @@ func (r *Runner) startDiscovery(ctx context.Context, logDir string) error {
 	storeDir := filepath.Join(r.opts.DataDir, "store")
 	if err := os.MkdirAll(storeDir, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
+	}
+	// A damaged store is told on the console, not only in discovery.log:
+	// discovery then serves the last good revision (store.json.prev).
+	if err := configstore.Check(storeDir); err != nil {
+		fmt.Fprintf(r.opts.Out, "WARNING: %v; the control plane serves the last good revision (store.json.prev) if one is kept (see %s)\n", err, filepath.Join(logDir, "discovery.log"))
 	}
 	env := os.Environ()
 	if r.opts.LogLevel != "" {
