@@ -6,7 +6,7 @@ STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build test lint unit e2e kube-tools bench bench-setup up fmt clean
+.PHONY: all build test lint unit fuzz e2e kube-tools bench bench-setup up fmt clean
 
 all: build
 
@@ -14,7 +14,7 @@ build:
 	$(GO) build -o $(BIN) ./cmd/skein
 
 ## test: everything CI checks: formatting, vet, staticcheck, unit and end-to-end tests.
-test: lint unit e2e
+test: lint unit fuzz e2e
 
 lint: $(STATICCHECK)
 	@out=$$(gofmt -l cmd internal samples test 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -26,6 +26,11 @@ $(STATICCHECK):
 
 unit:
 	$(GO) test -count=1 -timeout 600s $$($(GO) list ./... | grep -v /test/e2e)
+
+## fuzz: the config decoder as the config API receives it, 60 s (CI step).
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzApplyBody$$' -fuzztime $(FUZZTIME) ./internal/configapi/
 
 ## e2e: real processes on loopback (builds the skein binary itself).
 e2e:
