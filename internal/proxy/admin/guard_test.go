@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -51,5 +52,14 @@ func TestQuitNeedsThePod(t *testing.T) {
 				t.Errorf("GET /stats = %d", rec.Code)
 			}
 		})
+	}
+}
+
+func TestRedactPrivateKeys(t *testing.T) {
+	in := []byte(`{"configs":[{"transport_socket":{"typed_config":{"common_tls_context":{"tls_certificates":[` +
+		`{"certificate_chain":{"inline_bytes":"Y2VydA=="},"private_key":{"inline_bytes":"c2VjcmV0"}}]}}}}]}`)
+	out := string(redactPrivateKeys(in))
+	if strings.Contains(out, "c2VjcmV0") || !strings.Contains(out, "[redacted]") || !strings.Contains(out, "Y2VydA==") {
+		t.Errorf("redacted dump: %s", out)
 	}
 }
