@@ -18,8 +18,8 @@ import (
 
 	"github.com/skein-mesh/skein/internal/apiclient"
 	"github.com/skein-mesh/skein/internal/apiwire"
-	"github.com/skein-mesh/skein/internal/configstore"
 	"github.com/skein-mesh/skein/internal/config"
+	"github.com/skein-mesh/skein/internal/configstore"
 	"github.com/skein-mesh/skein/internal/dashboard"
 	corev1 "k8s.io/api/core/v1"
 )
