@@ -6,15 +6,15 @@ STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build test lint unit conformance e2e kube-tools bench bench-setup up fmt clean
+.PHONY: all build test lint unit conformance fuzz e2e kube-tools bench bench-setup up fmt clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/skein
 
-## test: everything CI checks: formatting, vet, staticcheck, unit, Istio conformance and end-to-end tests.
-test: lint unit conformance e2e
+## test: everything CI checks: formatting, vet, staticcheck, unit, fuzz, Istio conformance and end-to-end tests.
+test: lint unit fuzz conformance e2e
 
 lint: $(STATICCHECK)
 	@out=$$(gofmt -l cmd internal samples test 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -30,6 +30,13 @@ unit:
 ## conformance: Istio's config cases (../shared/istio-conformance) handled as Istio does, but for test/conformance/allowlist.txt.
 conformance: build
 	test/conformance/run.sh $(BIN)
+
+## fuzz: the config decoder as the config API receives it and the proxy's
+## HTTP/1 request path, 60 s each (CI step).
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzApplyBody$$' -fuzztime $(FUZZTIME) ./internal/configapi/
+	$(GO) test -run '^$$' -fuzz '^FuzzHTTP1Request$$' -fuzztime $(FUZZTIME) ./internal/proxy/hcm/
 
 ## e2e: real processes on loopback (builds the skein binary itself).
 e2e:

@@ -11,11 +11,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/skein-mesh/skein/internal/ca"
+	"github.com/skein-mesh/skein/internal/apiwire"
 	"github.com/skein-mesh/skein/internal/config"
 )
 
@@ -28,17 +30,66 @@ type Client struct {
 	addr string // as given, for messages
 	base string // scheme://host:port
 	http *http.Client
+	// credFile, when token is empty, is read on each call until it yields
+	// a token: a runner starts its client before discovery writes it.
+	credFile string
+	mu       sync.Mutex
+	token    string // the bearer credential; "" sends none
 }
 
 // New returns a client for the control plane at addr ("host:port" or an
-// http:// URL).
+// http:// URL) that authenticates with the credential at
+// apiwire.DefaultCredentialPath when that file is readable, as kubectl
+// finds ~/.kube/config.
 func New(addr string) *Client {
+	return NewWithCredentialFile(addr, apiwire.DefaultCredentialPath())
+}
+
+// NewWithCredentialFile returns a client that authenticates with the
+// credential in path, read when first needed (and again while missing).
+func NewWithCredentialFile(addr, path string) *Client {
+	c := NewWithToken(addr, "")
+	c.credFile = path
+	return c
+}
+
+// NewWithToken returns a client sending token as its bearer credential
+// ("" for none).
+func NewWithToken(addr, token string) *Client {
 	base := strings.TrimRight(addr, "/")
 	if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
 		base = "http://" + base
 	}
 	display := strings.TrimPrefix(strings.TrimPrefix(addr, "http://"), "https://")
-	return &Client{addr: strings.TrimRight(display, "/"), base: base, http: &http.Client{}}
+	return &Client{addr: strings.TrimRight(display, "/"), base: base, http: &http.Client{}, token: token}
+}
+
+// ReadCredential reads a credential file (the token on its first line).
+func ReadCredential(path string) (string, error) {
+	if path == "" {
+		return "", errors.New("no credential file")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("credential file %s is empty", path)
+	}
+	return tok, nil
+}
+
+// Token is the bearer credential the client sends ("" for none).
+func (c *Client) Token() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.token == "" && c.credFile != "" {
+		if tok, err := ReadCredential(c.credFile); err == nil {
+			c.token = tok
+		}
+	}
+	return c.token
 }
 
 // UnreachableError means no HTTP answer came back at all.
@@ -69,32 +120,6 @@ func IsNotFound(err error) bool {
 	return errors.As(err, &se) && se.Code == http.StatusNotFound
 }
 
-type applyRequest struct {
-	Objects []map[string]any `json:"objects"`
-}
-
-type deleteRequest struct {
-	Keys []config.Key `json:"keys"`
-}
-
-type resultsResponse struct {
-	Results []config.ApplyResult `json:"results"`
-}
-
-type objectsResponse struct {
-	Revision int64            `json:"revision"`
-	Objects  []map[string]any `json:"objects"`
-}
-
-type watchResponse struct {
-	Revision int64 `json:"revision"`
-}
-
-type errorResponse struct {
-	Error  string `json:"error"`
-	Reason string `json:"reason"`
-}
-
 // Apply creates or updates objs as one change (all or nothing).
 func (c *Client) Apply(ctx context.Context, objs []*config.Object) ([]config.ApplyResult, error) {
 	return c.apply(ctx, objs, "")
@@ -106,7 +131,7 @@ func (c *Client) DryRun(ctx context.Context, objs []*config.Object) ([]config.Ap
 }
 
 func (c *Client) apply(ctx context.Context, objs []*config.Object, query string) ([]config.ApplyResult, error) {
-	req := applyRequest{Objects: make([]map[string]any, 0, len(objs))}
+	req := apiwire.ApplyRequest{Objects: make([]map[string]any, 0, len(objs))}
 	for _, o := range objs {
 		doc, err := config.Encode(o)
 		if err != nil {
@@ -114,7 +139,7 @@ func (c *Client) apply(ctx context.Context, objs []*config.Object, query string)
 		}
 		req.Objects = append(req.Objects, doc)
 	}
-	var resp resultsResponse
+	var resp apiwire.ResultsResponse
 	if err := c.do(ctx, http.MethodPost, "/api/v1/apply"+query, req, &resp, requestTimeout); err != nil {
 		return nil, err
 	}
@@ -124,8 +149,8 @@ func (c *Client) apply(ctx context.Context, objs []*config.Object, query string)
 // Delete removes the named objects as one change; if any is missing,
 // nothing is deleted and the error is a NotFound StatusError.
 func (c *Client) Delete(ctx context.Context, keys []config.Key) ([]config.ApplyResult, error) {
-	var resp resultsResponse
-	if err := c.do(ctx, http.MethodPost, "/api/v1/delete", deleteRequest{Keys: keys}, &resp, requestTimeout); err != nil {
+	var resp apiwire.ResultsResponse
+	if err := c.do(ctx, http.MethodPost, "/api/v1/delete", apiwire.DeleteRequest{Keys: keys}, &resp, requestTimeout); err != nil {
 		return nil, err
 	}
 	return resp.Results, nil
@@ -161,7 +186,7 @@ func (c *Client) objects(ctx context.Context, kind, namespace, name string) ([]*
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	var resp objectsResponse
+	var resp apiwire.ObjectsResponse
 	if err := c.do(ctx, http.MethodGet, path, nil, &resp, requestTimeout); err != nil {
 		return nil, 0, err
 	}
@@ -179,7 +204,7 @@ func (c *Client) objects(ctx context.Context, kind, namespace, name string) ([]*
 // WaitForChange long-polls until the store revision exceeds since (or the
 // server's watch timeout passes) and returns the revision then.
 func (c *Client) WaitForChange(ctx context.Context, since int64) (int64, error) {
-	var resp watchResponse
+	var resp apiwire.WatchResponse
 	err := c.do(ctx, http.MethodGet, "/api/v1/watch?since="+strconv.FormatInt(since, 10), nil, &resp, 0)
 	return resp.Revision, err
 }
@@ -190,9 +215,20 @@ func (c *Client) Ping(ctx context.Context) error {
 	return err
 }
 
-// do sends one request; timeout 0 leaves the deadline to ctx.
+// do sends one request with the client's credential; timeout 0 leaves the
+// deadline to ctx.
 func (c *Client) do(ctx context.Context, method, path string, body, into any, timeout time.Duration) error {
-	return c.doAuth(ctx, method, path, "", body, into, timeout)
+	auth := ""
+	if tok := c.Token(); tok != "" {
+		auth = "Bearer " + tok
+	}
+	return c.doAuth(ctx, method, path, auth, body, into, timeout)
+}
+
+// GetJSON reads a JSON endpoint of the control plane (e.g. /debug/syncz)
+// with the client's credential.
+func (c *Client) GetJSON(ctx context.Context, path string, into any) error {
+	return c.do(ctx, http.MethodGet, path, nil, into, requestTimeout)
 }
 
 // doAuth is do with an Authorization header (none when auth is empty).
@@ -233,7 +269,7 @@ func (c *Client) doAuth(ctx context.Context, method, path, auth string, body, in
 		return &UnreachableError{Addr: c.addr, Err: err}
 	}
 	if resp.StatusCode != http.StatusOK {
-		var er errorResponse
+		var er apiwire.ErrorResponse
 		if json.Unmarshal(data, &er) != nil || er.Error == "" {
 			er.Error = fmt.Sprintf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(data)))
 		}
@@ -247,12 +283,15 @@ func (c *Client) doAuth(ctx context.Context, method, path, auth string, body, in
 	return nil
 }
 
+// TokenResponse answers POST /api/v1/token.
+type TokenResponse = apiwire.TokenResponse
+
 // IssueToken asks the control plane for a workload token for a pod that is
 // registered in the store; adminToken is the control plane's admin secret
 // (the admin-token file in its CA directory).
-func (c *Client) IssueToken(ctx context.Context, adminToken, namespace, pod string) (*ca.TokenResponse, error) {
-	var resp ca.TokenResponse
-	body := ca.TokenRequest{Namespace: namespace, Pod: pod}
+func (c *Client) IssueToken(ctx context.Context, adminToken, namespace, pod string) (*TokenResponse, error) {
+	var resp TokenResponse
+	body := apiwire.TokenRequest{Namespace: namespace, Pod: pod}
 	err := c.doAuth(ctx, http.MethodPost, "/api/v1/token", "Bearer "+adminToken, body, &resp, 10*time.Second)
 	return &resp, err
 }

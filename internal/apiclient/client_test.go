@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,8 +23,16 @@ import (
 func newClient(t *testing.T) (*apiclient.Client, *configstore.Store) {
 	t.Helper()
 	store := configstore.OpenMemory()
-	srv := httptest.NewServer(configapi.NewHandler(store, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	guard := &configapi.Guard{AdminToken: "owner-secret"}
+	srv := httptest.NewServer(guard.Handler(configapi.NewHandler(store, slog.New(slog.NewTextHandler(io.Discard, nil)))))
 	t.Cleanup(srv.Close)
+	// The owner's credential file, found as the CLI finds it.
+	cred := filepath.Join(t.TempDir(), "ca", "admin-token")
+	os.MkdirAll(filepath.Dir(cred), 0o700)
+	if err := os.WriteFile(cred, []byte("owner-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SKEIN_HOME", filepath.Dir(filepath.Dir(cred)))
 	return apiclient.New(strings.TrimPrefix(srv.URL, "http://")), store
 }
 

@@ -20,12 +20,13 @@ const module = "github.com/skein-mesh/skein/"
 // layering violation; a new package must be added here on purpose.
 var allowed = map[string][]string{
 	"internal/config":      {},
-	"internal/ca":          {},
+	"internal/ca":          {"internal/apiwire"},
+	"internal/apiwire":     {"internal/config"}, // the config API's wire types, one definition
 	"internal/configstore": {"internal/config"},
-	// The client of discovery's HTTP API speaks its wire types: config
-	// objects, the CA's token endpoint, the proxies' sync state (syncz).
-	"internal/apiclient": {"internal/ca", "internal/config", "internal/xdsserver"},
-	"internal/configapi": {"internal/config", "internal/configstore"},
+	// The client of discovery's HTTP API speaks its wire types (apiwire)
+	// and reads the proxies' sync state (syncz) as xdsserver reports it.
+	"internal/apiclient": {"internal/apiwire", "internal/config", "internal/xdsserver"},
+	"internal/configapi": {"internal/apiwire", "internal/config", "internal/configstore"},
 	// Proxies' node metadata is read through the struct the proxy writes.
 	"internal/model":    {"internal/config", "internal/proxy/nodemeta"},
 	"internal/registry": {"internal/config", "internal/model"},
@@ -43,7 +44,7 @@ var allowed = map[string][]string{
 	// analyze reads objects (from files, the config API or a cluster,
 	// which the CLI fetches) and reports; nothing imports it but the CLI.
 	"internal/analyze": {"internal/config"},
-	"internal/discovery": {"internal/ca", "internal/config", "internal/configapi", "internal/configstore", "internal/inject",
+	"internal/discovery": {"internal/apiwire", "internal/ca", "internal/config", "internal/configapi", "internal/configstore", "internal/inject",
 		"internal/kube", "internal/model", "internal/registry", "internal/telemetry/tracestore", "internal/xds", "internal/xdsserver"},
 	// The data plane knows Envoy protos only, never the control plane.
 	"internal/proxy/...": {"internal/proxy/..."},
@@ -51,7 +52,8 @@ var allowed = map[string][]string{
 	// Pods as local processes on loopback IPs, shared by skein up and
 	// skein node: no config, no API client, no dashboard.
 	"internal/kubelet": {"internal/inject"},
-	"internal/local":   {"internal/apiclient", "internal/ca", "internal/config", "internal/dashboard", "internal/inject", "internal/install", "internal/kubelet"},
+	"internal/local": {"internal/apiclient", "internal/apiwire", "internal/config", "internal/configstore", "internal/dashboard",
+		"internal/inject", "internal/install", "internal/kubelet"},
 	// The node agent: a virtual kubelet running a cluster's pods with internal/kubelet.
 	"internal/node":        {"internal/kubelet"},
 	"internal/cli":         {"..."}, // the command line wires everything

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -59,7 +60,14 @@ func TestSignUsesOnlyTheAuthenticatedIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	csr, key := csrFor(t, "spiffe://cluster.local/ns/istio-system/sa/istiod")
+	// A CSR asking for another identity is refused ...
+	other, _ := csrFor(t, "spiffe://cluster.local/ns/istio-system/sa/istiod")
+	var mismatch *IdentityMismatchError
+	if _, err := c.Sign(other, Identity{Namespace: "bookinfo", ServiceAccount: "bookinfo-productpage"}, 0); !errors.As(err, &mismatch) {
+		t.Fatalf("CSR for istiod with productpage's identity: %v, want IdentityMismatchError", err)
+	}
+	// ... and one naming none gets the caller's, nothing else of the CSR.
+	csr, key := csrFor(t)
 	chain, err := c.Sign(csr, Identity{Namespace: "bookinfo", ServiceAccount: "bookinfo-productpage"}, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -104,10 +112,10 @@ func TestSignRefusesBadInput(t *testing.T) {
 		csr []byte
 		id  Identity
 	}{
-		"not PEM":         {[]byte("hello"), Identity{"ns", "sa"}},
-		"bad signature":   {tampered, Identity{"ns", "sa"}},
-		"no namespace":    {csr, Identity{"", "sa"}},
-		"no service acct": {csr, Identity{"ns", ""}},
+		"not PEM":         {[]byte("hello"), Identity{Namespace: "ns", ServiceAccount: "sa"}},
+		"bad signature":   {tampered, Identity{Namespace: "ns", ServiceAccount: "sa"}},
+		"no namespace":    {csr, Identity{Namespace: "", ServiceAccount: "sa"}},
+		"no service acct": {csr, Identity{Namespace: "ns", ServiceAccount: ""}},
 	} {
 		if _, err := c.Sign(tc.csr, tc.id, 0); err == nil {
 			t.Errorf("%s: signed", name)
@@ -129,7 +137,7 @@ func TestTTLClamping(t *testing.T) {
 		{30 * time.Minute, 30 * time.Minute},
 	} {
 		csr, _ := csrFor(t)
-		chain, err := c.Sign(csr, Identity{"ns", "sa"}, tc.ask)
+		chain, err := c.Sign(csr, Identity{Namespace: "ns", ServiceAccount: "sa"}, tc.ask)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -168,7 +176,7 @@ func TestPersistedRootSurvivesReopen(t *testing.T) {
 	}
 	// A certificate from the first instance verifies with the second's root.
 	csr, _ := csrFor(t)
-	chain, err := a.Sign(csr, Identity{"ns", "sa"}, 0)
+	chain, err := a.Sign(csr, Identity{Namespace: "ns", ServiceAccount: "sa"}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +243,7 @@ func TestPluginCAChainsThroughIntermediate(t *testing.T) {
 		t.Error("root is not root-cert.pem")
 	}
 	csr, _ := csrFor(t)
-	chain, err := c.Sign(csr, Identity{"bookinfo", "reviews"}, time.Hour)
+	chain, err := c.Sign(csr, Identity{Namespace: "bookinfo", ServiceAccount: "reviews"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +317,7 @@ func TestPluginFilesRoundTrip(t *testing.T) {
 		t.Fatal("plug-in CA has a different root")
 	}
 	csr, _ := csrFor(t)
-	chain, err := plugin.Sign(csr, Identity{"ns", "sa"}, 0)
+	chain, err := plugin.Sign(csr, Identity{Namespace: "ns", ServiceAccount: "sa"}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -15,6 +16,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	securityv1 "istio.io/api/security/v1alpha1"
+
+	"github.com/skein-mesh/skein/internal/apiwire"
 )
 
 // Authenticator establishes who is calling CreateCertificate. Locally that
@@ -56,7 +59,7 @@ func (a *TokenAuthenticator) Authenticate(ctx context.Context) (Identity, error)
 		return Identity{}, status.Errorf(codes.Unauthenticated,
 			"workload token refused: pod %s/%s now runs as service account %q, the token names %q", c.Namespace, c.Pod, sa, c.ServiceAccount)
 	}
-	return Identity{Namespace: c.Namespace, ServiceAccount: c.ServiceAccount}, nil
+	return Identity{Namespace: c.Namespace, ServiceAccount: c.ServiceAccount, Pod: c.Pod}, nil
 }
 
 func bearer(ctx context.Context) (string, error) {
@@ -102,24 +105,16 @@ func (s *Service) CreateCertificate(ctx context.Context, req *securityv1.IstioCe
 	}
 	ttl := time.Duration(req.GetValidityDuration()) * time.Second
 	chain, err := s.ca.Sign([]byte(req.GetCsr()), id, ttl)
+	var mismatch *IdentityMismatchError
+	if errors.As(err, &mismatch) {
+		s.log.Warn("certificate request refused", "error", err)
+		return nil, status.Errorf(codes.PermissionDenied, "%v", err)
+	}
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
 	}
 	s.log.Debug("issued workload certificate", "identity", id.SPIFFEID(s.ca.TrustDomain()), "ttl", s.ca.TTL(ttl))
 	return &securityv1.IstioCertificateResponse{CertChain: chain}, nil
-}
-
-// TokenRequest is the body of POST /api/v1/token.
-type TokenRequest struct {
-	Namespace string `json:"namespace"`
-	Pod       string `json:"pod"`
-}
-
-// TokenResponse answers it.
-type TokenResponse struct {
-	Token          string    `json:"token"`
-	ServiceAccount string    `json:"serviceAccount"`
-	Expiry         time.Time `json:"expiry"`
 }
 
 // TokenHandler issues workload tokens (POST /api/v1/token) to callers
@@ -133,7 +128,7 @@ func TokenHandler(tokens *Tokens, adminToken string, pods PodLookup, ttl time.Du
 			httpError(w, http.StatusUnauthorized, "Unauthorized", "issuing workload tokens needs `Authorization: Bearer <admin token>` (the admin-token file in the CA directory)")
 			return
 		}
-		var req TokenRequest
+		var req apiwire.TokenRequest
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
 			httpError(w, http.StatusBadRequest, "BadRequest", "token request: "+err.Error())
 			return
@@ -149,7 +144,7 @@ func TokenHandler(tokens *Tokens, adminToken string, pods PodLookup, ttl time.Du
 		}
 		tok := tokens.Issue(Claims{Namespace: req.Namespace, Pod: req.Pod, ServiceAccount: sa}, ttl)
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(TokenResponse{Token: tok, ServiceAccount: sa, Expiry: tokens.now().Add(ttl).UTC()})
+		_ = json.NewEncoder(w).Encode(apiwire.TokenResponse{Token: tok, ServiceAccount: sa, Expiry: tokens.now().Add(ttl).UTC()})
 	})
 }
 

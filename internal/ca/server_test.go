@@ -21,6 +21,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	securityv1 "istio.io/api/security/v1alpha1"
+
+	"github.com/skein-mesh/skein/internal/apiwire"
 )
 
 // pods is a fixed pod → service account table.
@@ -100,7 +102,7 @@ func TestCreateCertificateOverGRPC(t *testing.T) {
 	table := pods{"bookinfo/productpage-1": "bookinfo-productpage", "bookinfo/ratings-1": "bookinfo-ratings"}
 	client := serve(t, NewService(authority, &TokenAuthenticator{Tokens: tokens, Pods: table.lookup}, slog.New(slog.DiscardHandler)))
 	call := func(token string, ttl int64) (*securityv1.IstioCertificateResponse, error) {
-		csr, _ := csrFor(t, "spiffe://cluster.local/ns/istio-system/sa/istiod")
+		csr, _ := csrFor(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if token != "" {
@@ -162,7 +164,7 @@ func TestTokenHandler(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("%d %s", code, body)
 	}
-	var tr TokenResponse
+	var tr apiwire.TokenResponse
 	if err := json.Unmarshal(body, &tr); err != nil {
 		t.Fatal(err)
 	}

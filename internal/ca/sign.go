@@ -15,6 +15,9 @@ import (
 type Identity struct {
 	Namespace      string
 	ServiceAccount string
+	// Pod is the pod the token was issued to, when the token names one
+	// (Skein's workload tokens, Kubernetes' bound tokens).
+	Pod string
 }
 
 // SPIFFEID is Istio's identity URI in trustDomain.
@@ -45,6 +48,9 @@ func (c *CA) Sign(csrPEM []byte, id Identity, ttl time.Duration) ([]string, erro
 	}
 	if err := csr.CheckSignature(); err != nil {
 		return nil, fmt.Errorf("ca: csr: signature: %w", err)
+	}
+	if err := c.checkRequestedIdentity(csr, id); err != nil {
+		return nil, err
 	}
 	ttl = c.TTL(ttl)
 	uri, err := url.Parse(id.SPIFFEID(c.opts.TrustDomain))
@@ -91,4 +97,28 @@ func (c *CA) TTL(ttl time.Duration) time.Duration {
 		return c.opts.MaxTTL
 	}
 	return ttl
+}
+
+// IdentityMismatchError: a CSR asks for an identity other than the one the
+// caller's token proves (e.g. `skein proxy --service-account` differs from
+// the pod's). Istio's CA refuses such requests rather than silently
+// signing the token's identity.
+type IdentityMismatchError struct {
+	Requested, Authenticated string
+}
+
+func (e *IdentityMismatchError) Error() string {
+	return fmt.Sprintf("ca: csr asks for %s, the token is for %s", e.Requested, e.Authenticated)
+}
+
+// checkRequestedIdentity refuses a CSR whose URI SANs name another SPIFFE
+// identity than id; a CSR naming none gets id.
+func (c *CA) checkRequestedIdentity(csr *x509.CertificateRequest, id Identity) error {
+	want := id.SPIFFEID(c.opts.TrustDomain)
+	for _, u := range csr.URIs {
+		if u.String() != want {
+			return &IdentityMismatchError{Requested: u.String(), Authenticated: want}
+		}
+	}
+	return nil
 }

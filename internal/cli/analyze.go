@@ -227,7 +227,7 @@ func addLive(ctx context.Context, in *analyze.Input, o analyzeOptions) error {
 		}
 		return addCluster(ctx, in, dc)
 	}
-	c := apiclient.New(global.server)
+	c := newAPIClient(global.server)
 	for _, s := range config.Schemas {
 		objs, _, err := c.List(ctx, s.Kind, "")
 		if apiclient.IsNotFound(err) {

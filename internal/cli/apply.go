@@ -89,7 +89,7 @@ func runApply(cmd *cobra.Command, o *applyOptions) error {
 	if len(objs) == 0 && len(loadErrs) == 0 {
 		return errors.New("no objects passed to apply")
 	}
-	client := apiclient.New(global.server)
+	client := newAPIClient(global.server)
 	var applyErr error
 	if len(objs) > 0 {
 		applyErr = applyObjects(cmd, client, objs, o, manager)

@@ -31,8 +31,17 @@ func newControlPlane(t *testing.T) *controlPlane {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(configapi.NewHandler(store, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	guard := &configapi.Guard{AdminToken: "owner-token"}
+	srv := httptest.NewServer(guard.Handler(configapi.NewHandler(store, slog.New(slog.NewTextHandler(io.Discard, nil)))))
 	t.Cleanup(srv.Close)
+	// The owner's credential where the CLI looks by default ($SKEIN_HOME).
+	home := t.TempDir()
+	os.MkdirAll(filepath.Join(home, "ca"), 0o700)
+	if err := os.WriteFile(filepath.Join(home, "ca", "admin-token"), []byte("owner-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SKEIN_HOME", home)
+	t.Setenv("SKEIN_CREDENTIAL_FILE", "")
 	return &controlPlane{addr: strings.TrimPrefix(srv.URL, "http://"), store: store}
 }
 

@@ -31,6 +31,7 @@ Prometheus with --prometheus-url. ` + "`skein up`" + ` starts one too.`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Server = global.server
+			opts.CredentialFile = global.credentialFile
 			opts.Logger = slog.Default()
 			l, err := dashboard.Listen(listenAddr(addr))
 			if err != nil {

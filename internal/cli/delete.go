@@ -26,7 +26,7 @@ func newDeleteCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			client := apiclient.New(global.server)
+			client := newAPIClient(global.server)
 			if ignoreNotFound {
 				if keys, err = existingKeys(cmd, client, keys); err != nil {
 					return err

@@ -31,7 +31,7 @@ the files are invalid or the control plane cannot be reached.`,
 				reportErrors(cmd.ErrOrStderr(), errs, nil)
 				return &exitError{code: 2}
 			}
-			changed, err := diffObjects(cmd, apiclient.New(global.server), objs)
+			changed, err := diffObjects(cmd, newAPIClient(global.server), objs)
 			if err != nil {
 				fmt.Fprintln(cmd.ErrOrStderr(), "error: "+serverError(err).Error())
 				return &exitError{code: 2}

@@ -42,8 +42,11 @@ func newDiscoveryCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.StoreDir, "store-dir", "", "directory of the durable config store (empty: in memory)")
-	f.StringVar(&opts.GRPCAddr, "grpc-addr", "127.0.0.1:15010", "xDS (ADS over gRPC) listen address")
+	f.StringVar(&opts.GRPCAddr, "grpc-addr", "127.0.0.1:15012", "xDS and CA (gRPC) listen address: TLS with a mesh CA certificate, every stream authenticated by a workload token (Istio's 15012)")
+	f.BoolVar(&opts.PlaintextXDS, "plaintext-xds", false, "serve --grpc-addr without TLS, as Istio's 15010: streams still need a workload token, and gateway credentialName keys are not served")
+	f.StringSliceVar(&opts.XDSHosts, "xds-host", nil, "extra DNS name or IP for the xDS serving certificate (repeatable)")
 	f.StringVar(&opts.HTTPAddr, "http-addr", "127.0.0.1:15014", "config API and debug listen address")
+	f.StringSliceVar(&opts.HTTPHosts, "http-host", nil, "extra host name clients may send as Host to the HTTP port (repeatable; IPs, localhost and *.svc names are always accepted)")
 	f.StringVar(&opts.Domain, "domain", "cluster.local", "cluster DNS domain")
 	f.StringVar(&opts.RootNamespace, "root-namespace", "istio-system", "namespace of mesh-wide config")
 	f.DurationVar(&opts.Debounce, "debounce", 0, "quiet time after a config change before pushing (default: $PILOT_DEBOUNCE_AFTER, else 100ms)")

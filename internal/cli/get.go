@@ -19,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/duration"
 	"sigs.k8s.io/yaml"
 
-	"github.com/skein-mesh/skein/internal/apiclient"
 	"github.com/skein-mesh/skein/internal/config"
 )
 
@@ -113,7 +112,7 @@ type listed struct {
 }
 
 func runGet(cmd *cobra.Command, opts getOptions, reqs []resourceRequest) error {
-	client := apiclient.New(global.server)
+	client := newAPIClient(global.server)
 	var (
 		groups   []listed
 		notFound []string

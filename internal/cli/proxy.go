@@ -62,6 +62,7 @@ SIGTERM drains: new connections are refused and in-flight requests get 5 s.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.DiscoveryAddress, "discovery-address", envOr("SKEIN_DISCOVERY_ADDRESS", "127.0.0.1:15010"), "control plane xDS address (host:port)")
+	f.StringVar(&opts.DiscoveryRootCert, "discovery-root-cert", os.Getenv("SKEIN_DISCOVERY_ROOT_CERT"), "mesh root certificate (PEM) to verify the control plane's TLS with (Istio's 15012); empty: plaintext xDS (Istio's 15010)")
 	f.StringVar(&opts.PodIP, "pod-ip", os.Getenv("POD_IP"), "pod IP: where the proxy listens (required)")
 	f.StringVar(&opts.AppIP, "app-ip", os.Getenv("SKEIN_APP_IP"), "sidecar: where the app listens (sent as APP_IP node metadata)")
 	f.StringVar(&opts.BindAddress, "bind-address", "", "address that replaces 0.0.0.0 in listener addresses, e.g. 127.0.0.1 for a gateway (default: the pod IP)")

@@ -23,7 +23,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/skein-mesh/skein/internal/apiclient"
 	"github.com/skein-mesh/skein/internal/config"
 )
 
@@ -116,7 +115,7 @@ func fetchProxyConfigDump(ctx context.Context, target string, adminPort int, inc
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	obj, err := apiclient.New(global.server).Get(ctx, config.Key{Kind: "Pod", Namespace: ns, Name: name})
+	obj, err := newAPIClient(global.server).Get(ctx, config.Key{Kind: "Pod", Namespace: ns, Name: name})
 	if err != nil {
 		return nil, err
 	}

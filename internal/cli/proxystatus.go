@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/skein-mesh/skein/internal/apiclient"
 	"github.com/skein-mesh/skein/internal/xdsserver"
 )
 
@@ -20,7 +19,7 @@ func newProxyStatusCmd() *cobra.Command {
 		Short:   "Show each proxy's xDS sync state (CDS/LDS/EDS/RDS) with the control plane",
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			statuses, err := apiclient.New(global.server).ProxyStatus(cmd.Context())
+			statuses, err := newAPIClient(global.server).ProxyStatus(cmd.Context())
 			if err != nil {
 				return err
 			}

@@ -10,6 +10,9 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/skein-mesh/skein/internal/apiclient"
+	"github.com/skein-mesh/skein/internal/apiwire"
 )
 
 // Execute runs the skein command line and returns the process exit code.
@@ -39,6 +42,9 @@ type globalFlags struct {
 	server    string // control plane HTTP address (config API, debug)
 	namespace string
 	logLevel  string
+	// credentialFile holds the config API credential (default: the
+	// data dir's ca/admin-token).
+	credentialFile string
 }
 
 var global globalFlags
@@ -57,6 +63,7 @@ func NewRootCmd() *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&global.server, "server", envOr("SKEIN_SERVER", "127.0.0.1:15014"), "control plane address (host:port of skein discovery's HTTP port)")
 	pf.StringVarP(&global.namespace, "namespace", "n", "", "namespace (default \"default\")")
+	pf.StringVar(&global.credentialFile, "credential-file", "", "file holding the control plane's admin credential (default $"+apiwire.CredentialEnv+", else $SKEIN_HOME/ca/admin-token or ~/.skein/ca/admin-token)")
 	pf.StringVar(&global.logLevel, "log-level", envOr("SKEIN_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 
 	root.AddCommand(
@@ -104,4 +111,18 @@ func (e *exitError) Error() string {
 		return fmt.Sprintf("exit status %d", e.code)
 	}
 	return e.msg
+}
+
+// newAPIClient is the config API client every command uses: it sends the
+// credential from --credential-file, else the default location
+// (apiwire.DefaultCredentialPath), as kubectl reads its kubeconfig.
+func newAPIClient(server string) *apiclient.Client {
+	if global.credentialFile != "" {
+		tok, err := apiclient.ReadCredential(global.credentialFile)
+		if err != nil {
+			slog.Warn("cannot read the credential file; calling the control plane without a credential", "file", global.credentialFile, "err", err)
+		}
+		return apiclient.NewWithToken(server, tok)
+	}
+	return apiclient.New(server)
 }

@@ -57,7 +57,7 @@ then stops everything it started.`,
 	f.StringArrayVarP(&opts.Files, "filename", "f", nil, "manifest file or directory to apply (repeatable; - for stdin)")
 	f.StringVar(&opts.DataDir, "data-dir", "", "directory for the store and logs (default $SKEIN_HOME or ~/.skein)")
 	f.StringVar(&opts.HTTPAddr, "http-addr", "127.0.0.1:15014", "control plane config API address")
-	f.StringVar(&opts.GRPCAddr, "grpc-addr", "127.0.0.1:15010", "control plane xDS address")
+	f.StringVar(&opts.GRPCAddr, "grpc-addr", "127.0.0.1:15012", "control plane xDS and CA address (TLS, Istio's 15012)")
 	f.StringVar(&opts.IngressAddress, "ingress-address", "127.0.0.1", "address the ingress gateway listens on")
 	f.BoolVar(&opts.NoGateway, "no-gateway", false, "do not run the built-in istio-ingressgateway and istio-egressgateway")
 	f.StringVar(&opts.DashboardAddr, "dashboard-addr", "127.0.0.1:20001", "address of the mesh dashboard (empty: no dashboard)")

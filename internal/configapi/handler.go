@@ -4,57 +4,29 @@
 package configapi
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/skein-mesh/skein/internal/apiwire"
 	"github.com/skein-mesh/skein/internal/config"
 	"github.com/skein-mesh/skein/internal/configstore"
 )
 
-// Reasons in error answers, as in Kubernetes' Status.reason.
+// The wire types are apiwire's; these names keep the handler readable.
 const (
-	ReasonBadRequest = "BadRequest"
-	ReasonInvalid    = "Invalid"
-	ReasonNotFound   = "NotFound"
-	ReasonInternal   = "InternalError"
+	ReasonBadRequest = apiwire.ReasonBadRequest
+	ReasonInvalid    = apiwire.ReasonInvalid
+	ReasonNotFound   = apiwire.ReasonNotFound
+	ReasonInternal   = apiwire.ReasonInternal
 )
-
-// ApplyRequest is the body of POST /api/v1/apply.
-type ApplyRequest struct {
-	Objects []map[string]any `json:"objects"`
-}
-
-// DeleteRequest is the body of POST /api/v1/delete.
-type DeleteRequest struct {
-	Keys []config.Key `json:"keys"`
-}
-
-// ResultsResponse answers apply and delete.
-type ResultsResponse struct {
-	Results []config.ApplyResult `json:"results"`
-}
-
-// ObjectsResponse answers GET /api/v1/objects/<Kind>.
-type ObjectsResponse struct {
-	Revision int64            `json:"revision"`
-	Objects  []map[string]any `json:"objects"`
-}
-
-// WatchResponse answers GET /api/v1/watch.
-type WatchResponse struct {
-	Revision int64 `json:"revision"`
-}
-
-// ErrorResponse is the body of every 4xx/5xx answer.
-type ErrorResponse struct {
-	Error  string `json:"error"`
-	Reason string `json:"reason,omitempty"`
-}
 
 // maxBody bounds request bodies; a bookinfo-sized apply is a few KiB.
 const maxBody = 32 << 20
@@ -65,7 +37,10 @@ type handler struct {
 	watchTimeout time.Duration
 }
 
-// NewHandler returns the config API over store.
+// NewHandler returns the config API over store. Callers' roles come from
+// a Guard in front of it (without one every caller is anonymous): apply
+// and delete need the admin role, Secrets are shown only to admins and
+// only as their keys and sizes.
 func NewHandler(store *configstore.Store, logger *slog.Logger) http.Handler {
 	return newHandler(store, logger, 30*time.Second)
 }
@@ -76,14 +51,23 @@ func newHandler(store *configstore.Store, logger *slog.Logger, watchTimeout time
 	}
 	h := &handler{store: store, log: logger, watchTimeout: watchTimeout}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/api/v1/apply", only(http.MethodPost, h.apply))
-	mux.HandleFunc("/api/v1/delete", only(http.MethodPost, h.delete))
+	mux.HandleFunc("/api/v1/apply", only(http.MethodPost, adminOnly(h.apply)))
+	mux.HandleFunc("/api/v1/delete", only(http.MethodPost, adminOnly(h.delete)))
 	mux.HandleFunc("/api/v1/objects/{kind}", only(http.MethodGet, h.objects))
 	mux.HandleFunc("/api/v1/watch", only(http.MethodGet, h.watch))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, ReasonNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
 	return mux
+}
+
+// adminOnly lets only the admin role through.
+func adminOnly(fn http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if requireAdmin(w, r) {
+			fn(w, r)
+		}
+	}
 }
 
 // only answers 405 (in JSON, like every other error) to other methods.
@@ -101,7 +85,7 @@ func only(method string, fn http.HandlerFunc) http.HandlerFunc {
 // apply decodes every object, then applies them as one change. With
 // ?dryRun=true it only reports what would happen.
 func (h *handler) apply(w http.ResponseWriter, r *http.Request) {
-	var req ApplyRequest
+	var req apiwire.ApplyRequest
 	if !readJSON(w, r, &req) {
 		return
 	}
@@ -136,11 +120,11 @@ func (h *handler) apply(w http.ResponseWriter, r *http.Request) {
 	if !dryRun {
 		h.logResults("applied", results)
 	}
-	writeJSON(w, http.StatusOK, ResultsResponse{Results: results})
+	writeJSON(w, http.StatusOK, apiwire.ResultsResponse{Results: results})
 }
 
 func (h *handler) delete(w http.ResponseWriter, r *http.Request) {
-	var req DeleteRequest
+	var req apiwire.DeleteRequest
 	if !readJSON(w, r, &req) {
 		return
 	}
@@ -153,7 +137,7 @@ func (h *handler) delete(w http.ResponseWriter, r *http.Request) {
 		results = []config.ApplyResult{}
 	}
 	h.logResults("deleted", results)
-	writeJSON(w, http.StatusOK, ResultsResponse{Results: results})
+	writeJSON(w, http.StatusOK, apiwire.ResultsResponse{Results: results})
 }
 
 func (h *handler) objects(w http.ResponseWriter, r *http.Request) {
@@ -163,12 +147,16 @@ func (h *handler) objects(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, ReasonNotFound, fmt.Sprintf("the server doesn't have a resource type %q", kind))
 		return
 	}
+	secret := schema.Kind == "Secret"
+	if secret && !requireAdmin(w, r) {
+		return
+	}
 	namespace, name := r.URL.Query().Get("namespace"), r.URL.Query().Get("name")
 	if !schema.Namespaced {
 		namespace = ""
 	}
 	snap := h.store.Snapshot()
-	resp := ObjectsResponse{Revision: snap.Revision(), Objects: []map[string]any{}}
+	resp := apiwire.ObjectsResponse{Revision: snap.Revision(), Objects: []map[string]any{}}
 	for _, o := range snap.List(schema.KeyKind()) {
 		if (namespace != "" && o.Meta.Namespace != namespace) || (name != "" && o.Meta.Name != name) {
 			continue
@@ -178,6 +166,9 @@ func (h *handler) objects(w http.ResponseWriter, r *http.Request) {
 			h.log.Error("encoding stored object", "key", o.Key().String(), "err", err)
 			writeError(w, http.StatusInternalServerError, ReasonInternal, err.Error())
 			return
+		}
+		if secret {
+			redactSecret(doc)
 		}
 		resp.Objects = append(resp.Objects, doc)
 	}
@@ -208,13 +199,13 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 	defer timeout.Stop()
 	for {
 		if rev := h.store.Revision(); rev > since {
-			writeJSON(w, http.StatusOK, WatchResponse{Revision: rev})
+			writeJSON(w, http.StatusOK, apiwire.WatchResponse{Revision: rev})
 			return
 		}
 		select {
 		case <-changed:
 		case <-timeout.C:
-			writeJSON(w, http.StatusOK, WatchResponse{Revision: h.store.Revision()})
+			writeJSON(w, http.StatusOK, apiwire.WatchResponse{Revision: h.store.Revision()})
 			return
 		case <-r.Context().Done():
 			return
@@ -292,5 +283,47 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, reason, msg string) {
-	writeJSON(w, status, ErrorResponse{Error: msg, Reason: reason})
+	writeJSON(w, status, apiwire.ErrorResponse{Error: msg, Reason: reason})
+}
+
+// redactSecret empties a Secret document's data and stringData and lists
+// each key with its size in an annotation, as `kubectl describe secret`
+// shows them: the key material never leaves the control plane.
+func redactSecret(doc map[string]any) {
+	sizes := map[string]int{}
+	for _, field := range []string{"data", "stringData"} {
+		m, _ := doc[field].(map[string]any)
+		for k, v := range m {
+			s, _ := v.(string)
+			n := len(s)
+			if field == "data" {
+				if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+					n = len(b)
+				}
+			}
+			sizes[k] = n
+			m[k] = ""
+		}
+	}
+	delete(doc, "stringData")
+	keys := make([]string, 0, len(sizes))
+	for k := range sizes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s: %d bytes", k, sizes[k]))
+	}
+	meta, _ := doc["metadata"].(map[string]any)
+	if meta == nil {
+		meta = map[string]any{}
+		doc["metadata"] = meta
+	}
+	ann, _ := meta["annotations"].(map[string]any)
+	if ann == nil {
+		ann = map[string]any{}
+		meta["annotations"] = ann
+	}
+	ann[apiwire.RedactedDataAnnotation] = strings.Join(parts, ", ")
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skein-mesh/skein/internal/apiwire"
 	"github.com/skein-mesh/skein/internal/config"
 	"github.com/skein-mesh/skein/internal/configstore"
 )
@@ -20,16 +21,43 @@ func newServer(t *testing.T, watchTimeout time.Duration) (*httptest.Server, *con
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(newHandler(store, slog.New(slog.NewTextHandler(io.Discard, nil)), watchTimeout))
+	guard := &Guard{AdminToken: testAdmin, Workload: func(tok string) bool { return tok == testWorkload }}
+	srv := httptest.NewServer(guard.Handler(newHandler(store, slog.New(slog.NewTextHandler(io.Discard, nil)), watchTimeout)))
 	t.Cleanup(srv.Close)
 	return srv, store
 }
 
+// Credentials the test servers accept.
+const (
+	testAdmin    = "admin-secret"
+	testWorkload = "workload-secret"
+)
+
+// call sends a request as the admin, as the CLI does.
 func call(t *testing.T, srv *httptest.Server, method, path, body string) (int, map[string]any) {
+	t.Helper()
+	return callAs(t, srv, testAdmin, method, path, body, nil)
+}
+
+// callAs sends a request with token ("" for none) and extra headers.
+func callAs(t *testing.T, srv *httptest.Server, token, method, path, body string, headers map[string]string) (int, map[string]any) {
 	t.Helper()
 	req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if method == http.MethodPost {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range headers {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
 	}
 	resp, err := srv.Client().Do(req)
 	if err != nil {
@@ -60,7 +88,7 @@ func tutorialDocs(t *testing.T) string {
 		}
 		docs = append(docs, d)
 	}
-	b, _ := json.Marshal(ApplyRequest{Objects: docs})
+	b, _ := json.Marshal(apiwire.ApplyRequest{Objects: docs})
 	return string(b)
 }
 
@@ -186,7 +214,7 @@ func TestWatch(t *testing.T) {
 		done <- m
 	}()
 	time.Sleep(50 * time.Millisecond)
-	body, _ := json.Marshal(ApplyRequest{Objects: []map[string]any{{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": "bookinfo"}}}})
+	body, _ := json.Marshal(apiwire.ApplyRequest{Objects: []map[string]any{{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": "bookinfo"}}}})
 	if code, out := call(t, srv, "POST", "/api/v1/apply", string(body)); code != 200 {
 		t.Fatalf("apply: %d %v", code, out)
 	}

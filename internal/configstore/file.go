@@ -31,6 +31,8 @@ type fileStore struct {
 type fileFormat struct {
 	Revision int64            `json:"revision"`
 	Objects  []map[string]any `json:"objects"`
+	// Checksums[i] is objectSum(Objects[i]) (integrity.go).
+	Checksums []string `json:"checksums,omitempty"`
 }
 
 func openFileStore(dir string) (*fileStore, error) {
@@ -50,25 +52,44 @@ func openFileStore(dir string) (*fileStore, error) {
 
 func (fs *fileStore) path() string { return filepath.Join(fs.dir, storeFile) }
 
-func (fs *fileStore) load() (*snapshot, error) {
-	data, err := os.ReadFile(fs.path())
+// load reads store.json; when it fails its checksums, the last good
+// revision (store.json.prev) is loaded instead and reported.
+func (fs *fileStore) load() (*snapshot, *Recovery, error) {
+	snap, err := fs.read(fs.path())
 	if errors.Is(err, os.ErrNotExist) {
-		return emptySnapshot(), nil
+		return emptySnapshot(), nil, nil
 	}
+	var corrupt *CorruptError
+	if errors.As(err, &corrupt) {
+		return fs.recover(corrupt)
+	}
+	return snap, nil, err
+}
+
+// read loads and verifies one store file.
+func (fs *fileStore) read(path string) (*snapshot, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("config store: %w", err)
 	}
 	var ff fileFormat
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	if err := dec.Decode(&ff); err != nil {
-		return nil, fmt.Errorf("config store: %s is not valid: %w", fs.path(), err)
+		return nil, &CorruptError{File: path, Reason: "not valid JSON: " + err.Error()}
+	}
+	// Numbers decode as json.Number; checksums are over what was encoded.
+	if err := verify(path, &ff); err != nil {
+		return nil, err
 	}
 	b := emptySnapshot().builder()
 	for i, doc := range ff.Objects {
 		obj, err := config.Decode(doc)
 		if err != nil {
-			return nil, fmt.Errorf("config store: %s: object %d: %w", fs.path(), i, err)
+			return nil, &CorruptError{File: path, Object: docName(doc), Reason: fmt.Sprintf("object %d: %v", i, err)}
 		}
 		b.put(obj)
 	}
@@ -88,7 +109,12 @@ func (fs *fileStore) save(snap *snapshot) error {
 			if err != nil {
 				return err
 			}
+			sum, err := objectSum(doc)
+			if err != nil {
+				return err
+			}
 			ff.Objects = append(ff.Objects, doc)
+			ff.Checksums = append(ff.Checksums, sum)
 		}
 	}
 	data, err := json.MarshalIndent(ff, "", " ")
@@ -119,6 +145,7 @@ func (fs *fileStore) writeAtomic(data []byte) (err error) {
 	if err = f.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", tmp, err)
 	}
+	fs.keepPrevious()
 	if err = os.Rename(tmp, fs.path()); err != nil {
 		return err
 	}

@@ -36,6 +36,8 @@ type Store struct {
 	subMu  sync.Mutex
 	subs   map[int]chan struct{}
 	nextID int
+
+	recovery *Recovery // set by Open when it fell back to store.json.prev
 }
 
 // Open loads <dir>/store.json (creating dir if needed) and returns a store
@@ -45,14 +47,19 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	snap, err := fs.load()
+	snap, recovery, err := fs.load()
 	if err != nil {
 		return nil, err
 	}
 	s := newStore(fs)
 	s.current.Store(snap)
+	s.recovery = recovery
 	return s, nil
 }
+
+// Recovered reports whether Open found store.json corrupt and loaded the
+// last good revision instead (nil: the file was intact).
+func (s *Store) Recovered() *Recovery { return s.recovery }
 
 // OpenMemory returns a store that keeps everything in memory only.
 func OpenMemory() *Store {

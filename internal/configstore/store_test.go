@@ -304,7 +304,7 @@ func TestOpenRejectsCorruptFile(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 	os.WriteFile(filepath.Join(dir, storeFile), []byte(`{"revision": 1, "obj`), 0o644)
-	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "is not valid") {
+	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "not valid JSON") {
 		t.Errorf("err = %v", err)
 	}
 }

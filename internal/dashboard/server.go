@@ -44,6 +44,9 @@ type Options struct {
 	// Server is the control plane's HTTP address (config API, /debug/syncz,
 	// the Zipkin API).
 	Server string
+	// CredentialFile holds the control plane's admin credential (for
+	// /debug/syncz); empty: the default location.
+	CredentialFile string
 	// PrometheusURL, when set, is queried instead of scraping the proxies.
 	PrometheusURL string
 	// Window is the span rates are computed over (default 30 s).
@@ -59,7 +62,7 @@ type Options struct {
 type Dashboard struct {
 	opts    Options
 	api     ConfigLister
-	status  *apiclient.Client // proxies' sync state
+	status  *apiclient.Client // proxies' sync state, read with the admin credential
 	metrics MetricsSource
 	scraper *scraper // nil with Prometheus
 	traces  *traceClient
@@ -82,8 +85,8 @@ func New(opts Options) *Dashboard {
 		opts.Logger = slog.Default()
 	}
 	hc := &http.Client{Timeout: 5 * time.Second}
-	api := apiclient.New(opts.Server)
-	d := &Dashboard{opts: opts, api: api, status: api, http: hc, log: opts.Logger,
+	cp := newAPIClient(opts)
+	d := &Dashboard{opts: opts, api: cp, status: cp, http: hc, log: opts.Logger,
 		traces: &traceClient{base: "http://" + opts.Server, client: hc}}
 	if opts.PrometheusURL != "" {
 		d.metrics = &promSource{base: opts.PrometheusURL, rng: opts.Window, client: hc}
@@ -291,4 +294,11 @@ func (d *Dashboard) handleProxies(w http.ResponseWriter, r *http.Request) {
 		rows = append(rows, row)
 	}
 	writeJSON(w, http.StatusOK, rows)
+}
+
+func newAPIClient(opts Options) *apiclient.Client {
+	if opts.CredentialFile != "" {
+		return apiclient.NewWithCredentialFile(opts.Server, opts.CredentialFile)
+	}
+	return apiclient.New(opts.Server)
 }

@@ -34,6 +34,7 @@ type identity struct {
 	tokens     *ca.Tokens
 	adminToken string
 	service    *ca.Service
+	auth       ca.Authenticator // the CA's and xDS's
 	tokenTTL   time.Duration
 }
 
@@ -67,7 +68,7 @@ func (s *Server) setupCA() error {
 		auth = kube.NewTokenReviewAuthenticator(s.opts.Kube, nil, 0)
 	}
 	s.identity = &identity{
-		ca: authority, tokens: tokens, adminToken: admin, tokenTTL: o.TokenTTL,
+		ca: authority, tokens: tokens, adminToken: admin, tokenTTL: o.TokenTTL, auth: auth,
 		service: ca.NewService(authority, auth, s.log),
 	}
 	s.log.Info("mesh CA ready", "dir", o.Dir, "plugin", o.CACertsDir, "trustDomain", authority.TrustDomain(),

@@ -12,6 +12,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"google.golang.org/grpc"
+
 	"github.com/skein-mesh/skein/internal/apiclient"
 	"github.com/skein-mesh/skein/internal/config"
 	"github.com/skein-mesh/skein/internal/proxy/secrets"
@@ -39,7 +41,7 @@ func TestWorkloadCertificateFlow(t *testing.T) {
 	}
 	admin, _ := os.ReadFile(adminFile)
 
-	api := apiclient.New(srv.HTTPAddr())
+	api := apiclient.NewWithToken(srv.HTTPAddr(), srv.AdminToken())
 	pod := &corev1.Pod{Spec: corev1.PodSpec{ServiceAccountName: "bookinfo-ratings", Containers: []corev1.Container{{Name: "ratings", Image: "ratings"}}}}
 	pod.Name, pod.Namespace = "ratings-v1-abc", "bookinfo"
 	if _, err := api.Apply(ctx, []*config.Object{{
@@ -65,7 +67,7 @@ func TestWorkloadCertificateFlow(t *testing.T) {
 
 	m, err := secrets.New(secrets.Options{
 		CAAddress: srv.GRPCAddr(), TokenFile: tokenFile, Namespace: "bookinfo", ServiceAccount: "bookinfo-ratings",
-		CertTTL: time.Hour, Logger: slog.New(slog.DiscardHandler),
+		CertTTL: time.Hour, Logger: slog.New(slog.DiscardHandler), DialOptions: []grpc.DialOption{tlsDial(srv)},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +95,7 @@ func TestWorkloadCertificateFlow(t *testing.T) {
 	// A proxy claiming another service account gets nothing.
 	wrong, _ := secrets.New(secrets.Options{
 		CAAddress: srv.GRPCAddr(), TokenFile: tokenFile, Namespace: "bookinfo", ServiceAccount: "bookinfo-productpage",
-		Logger: slog.New(slog.DiscardHandler),
+		Logger: slog.New(slog.DiscardHandler), DialOptions: []grpc.DialOption{tlsDial(srv)},
 	})
 	defer wrong.Close()
 	short, stop2 := context.WithTimeout(ctx, 500*time.Millisecond)
@@ -108,7 +110,7 @@ func TestWorkloadCertificateFlow(t *testing.T) {
 	}
 	gone, _ := secrets.New(secrets.Options{
 		CAAddress: srv.GRPCAddr(), TokenFile: tokenFile, Namespace: "bookinfo", ServiceAccount: "bookinfo-ratings",
-		Logger: slog.New(slog.DiscardHandler),
+		Logger: slog.New(slog.DiscardHandler), DialOptions: []grpc.DialOption{tlsDial(srv)},
 	})
 	defer gone.Close()
 	short2, stop3 := context.WithTimeout(ctx, 500*time.Millisecond)

@@ -4,6 +4,7 @@
 package discovery
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/skein-mesh/skein/internal/configapi"
 	"github.com/skein-mesh/skein/internal/configstore"
 	"github.com/skein-mesh/skein/internal/kube"
 	"github.com/skein-mesh/skein/internal/model"
@@ -34,9 +36,17 @@ import (
 
 // Options configure the control plane.
 type Options struct {
-	StoreDir      string // durable store directory; empty keeps config in memory
-	GRPCAddr      string // xDS, e.g. 127.0.0.1:15010
-	HTTPAddr      string // config API and debug, e.g. 127.0.0.1:15014
+	StoreDir string // durable store directory; empty keeps config in memory
+	GRPCAddr string // xDS and CA, e.g. 127.0.0.1:15012 (TLS)
+	// PlaintextXDS serves GRPCAddr without TLS (Istio's 15010): streams
+	// still authenticate, but no gateway key material is sent.
+	PlaintextXDS bool
+	// XDSHosts are extra names or IPs for the xDS serving certificate.
+	XDSHosts []string
+	HTTPAddr string // config API and debug, e.g. 127.0.0.1:15014
+	// HTTPHosts are host names (besides IP literals, localhost and
+	// Kubernetes service names) callers may send in the Host header.
+	HTTPHosts     []string
 	Domain        string // cluster DNS domain
 	RootNamespace string
 	// Debounce is how long config must be quiet before a push; pushes are
@@ -121,6 +131,9 @@ func New(opts Options, log *slog.Logger) (*Server, error) {
 	} else if store, err = configstore.Open(opts.StoreDir); err != nil {
 		return nil, fmt.Errorf("open config store: %w", err)
 	}
+	if rec := store.Recovered(); rec != nil {
+		log.Error("config store was corrupt; serving the last good revision", "problem", rec.String())
+	}
 	s := &Server{opts: opts, log: log, store: store, xds: xdsserver.New(log, xds.Generate), traces: tracestore.New(0)}
 	s.metrics = newMetrics(s.xds)
 	s.xds.SetObserver(s.metrics)
@@ -157,12 +170,21 @@ func (s *Server) Run(ctx context.Context) error {
 	defer unsubscribe()
 	go s.debouncePushes(ctx, changes)
 
-	g := grpc.NewServer(
+	creds, err := s.xdsCredentials()
+	if err != nil {
+		return err
+	}
+	grpcOpts := []grpc.ServerOption{
 		grpc.MaxConcurrentStreams(100000),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		s.xds.GRPCServerOption(),
-	)
+	}
+	if creds != nil {
+		grpcOpts = append(grpcOpts, creds)
+	}
+	g := grpc.NewServer(grpcOpts...)
+	s.xds.SetAuthenticator(s.streamAuthenticator())
 	s.xds.Register(g)
 	s.registerCA(g)
 	hs := &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
@@ -173,7 +195,6 @@ func (s *Server) Run(ctx context.Context) error {
 	stopInjection := s.serveInjection(errc)
 	s.log.Info("control plane serving", "xds", s.GRPCAddr(), "http", s.HTTPAddr(), "store", s.opts.StoreDir)
 
-	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
@@ -212,7 +233,7 @@ func (s *Server) pushAt(changed time.Time) {
 	snap := s.store.Snapshot()
 	reg := registry.Build(snap, s.opts.Domain)
 	version := strconv.FormatInt(snap.Revision(), 10)
-	pc := model.NewPushContext(version, snap, reg, s.opts.Domain, s.opts.RootNamespace)
+	pc := model.NewPushContext(version, s.translationConfig(snap), reg, s.opts.Domain, s.opts.RootNamespace)
 	pc.TraceCollector = dialable(s.HTTPAddr())
 	// Linked to the push it replaces, so kinds that did not change keep
 	// their generated resources (a VirtualService change rebuilds routes,
@@ -224,27 +245,50 @@ func (s *Server) pushAt(changed time.Time) {
 	s.log.Debug("pushed config", "revision", version, "took", time.Since(start))
 }
 
+// httpHandler serves the config API, debug and telemetry endpoints behind
+// the Guard (docs/security.md): writes, Secrets and /debug/* need the admin
+// credential; /metrics, /ready, /debug/prometheus_sd and the trace API stay
+// open, as istiod's /metrics and its Zipkin collector are.
 func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/api/", s.metrics.countConfigAPI(s.configAPI()))
 	s.handleCA(mux)
 	mux.HandleFunc("GET /ready", s.ready)
-	mux.HandleFunc("GET /debug/syncz", func(w http.ResponseWriter, r *http.Request) {
+	admin := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, configapi.RequireAdmin(h)) }
+	admin("GET /debug/syncz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, s.xds.Status())
 	})
-	mux.HandleFunc("GET /debug/config_dump", s.configDump)
+	admin("GET /debug/config_dump", s.configDump)
 	s.traces.Register(mux)
 	mux.Handle("GET /metrics", s.metrics.handler())
 	mux.HandleFunc("GET /debug/prometheus_sd", s.prometheusSD)
 	// Go's profiler, for finding where the control plane spends CPU and
 	// memory at scale (Istio's istiod serves the same on 15014).
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	return mux
+	admin("GET /debug/pprof/", pprof.Index)
+	admin("GET /debug/pprof/cmdline", pprof.Cmdline)
+	admin("GET /debug/pprof/profile", pprof.Profile)
+	admin("GET /debug/pprof/symbol", pprof.Symbol)
+	admin("GET /debug/pprof/trace", pprof.Trace)
+	return s.guard().Handler(mux)
 }
+
+// guard authenticates HTTP callers: the admin credential, or a workload
+// token (a pod's, as its proxy holds it).
+func (s *Server) guard() *configapi.Guard {
+	return &configapi.Guard{
+		AdminToken: s.identity.adminToken,
+		Workload: func(token string) bool {
+			_, err := s.identity.tokens.Verify(token)
+			return err == nil
+		},
+		Hosts:            s.opts.HTTPHosts,
+		LooseContentType: isTraceIngest,
+	}
+}
+
+// isTraceIngest: proxies post spans as Zipkin JSON or OTLP protobuf, with
+// their own content types.
+func isTraceIngest(path string) bool { return path == "/api/v2/spans" || path == "/v1/traces" }
 
 // configDump answers what the control plane would send one proxy, as JSON
 // with each resource in protojson form.
@@ -258,7 +302,7 @@ func (s *Server) configDump(w http.ResponseWriter, r *http.Request) {
 	out := map[string][]json.RawMessage{}
 	add := func(kind string, m proto.Message) {
 		b, _ := protojson.Marshal(m)
-		out[kind] = append(out[kind], b)
+		out[kind] = append(out[kind], redactKeys(b))
 	}
 	for _, c := range res.Clusters {
 		add("clusters", c)
@@ -273,6 +317,42 @@ func (s *Server) configDump(w http.ResponseWriter, r *http.Request) {
 		add("endpoints", e)
 	}
 	writeJSON(w, map[string]any{"resources": out, "warnings": res.Warnings})
+}
+
+// redactKeys replaces every private key in a protojson resource (a
+// gateway's credentialName key inlined in its listener, a DestinationRule's
+// client key) as Envoy's config_dump does: "[redacted]".
+func redactKeys(b []byte) []byte {
+	if !bytes.Contains(b, []byte(`"privateKey"`)) {
+		return b
+	}
+	var v any
+	if json.Unmarshal(b, &v) != nil {
+		return b
+	}
+	var walk func(any)
+	walk = func(v any) {
+		switch t := v.(type) {
+		case map[string]any:
+			for k, c := range t {
+				if k == "privateKey" {
+					t[k] = map[string]any{"inlineString": "[redacted]"}
+					continue
+				}
+				walk(c)
+			}
+		case []any:
+			for _, c := range t {
+				walk(c)
+			}
+		}
+	}
+	walk(v)
+	out, err := json.Marshal(v)
+	if err != nil {
+		return b
+	}
+	return out
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

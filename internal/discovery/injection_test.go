@@ -39,7 +39,7 @@ func TestInjectionWebhookOverTLS(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: map[string]string{"istio-injection": "enabled"}}}
-	if _, err := apiclient.New(srv.HTTPAddr()).Apply(ctx, []*config.Object{{
+	if _, err := apiclient.NewWithToken(srv.HTTPAddr(), srv.AdminToken()).Apply(ctx, []*config.Object{{
 		GVK: config.GVK{Version: "v1", Kind: "Namespace"}, Meta: config.Meta{Name: "shop", Labels: ns.Labels}, Spec: ns,
 	}}); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/skein-mesh/skein/internal/apiwire"
 	"github.com/skein-mesh/skein/internal/config"
 	"github.com/skein-mesh/skein/internal/configapi"
 	"github.com/skein-mesh/skein/internal/kube"
@@ -68,7 +69,7 @@ func (s *Server) configAPI() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/api/v1/apply" || r.URL.Path == "/api/v1/delete" {
 			w.Header().Set("Allow", "GET")
-			writeJSONStatus(w, http.StatusMethodNotAllowed, configapi.ErrorResponse{Reason: "MethodNotAllowed",
+			writeJSONStatus(w, http.StatusMethodNotAllowed, apiwire.ErrorResponse{Reason: "MethodNotAllowed",
 				Error: "config is in Kubernetes (discovery --kubeconfig): use kubectl apply -f ... / kubectl delete -f ..."})
 			return
 		}

@@ -13,8 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/skein-mesh/skein/internal/apiwire"
 	"github.com/skein-mesh/skein/internal/config"
-	"github.com/skein-mesh/skein/internal/configapi"
 	"github.com/skein-mesh/skein/internal/configstore"
 	"github.com/skein-mesh/skein/internal/model"
 	"github.com/skein-mesh/skein/internal/xdsserver"
@@ -154,16 +154,16 @@ func (m *metrics) countConfigAPI(next http.Handler) http.Handler {
 		next.ServeHTTP(rec, r)
 		switch {
 		case rec.status == http.StatusOK && r.URL.Query().Get("dryRun") != "true":
-			var resp configapi.ResultsResponse
+			var resp apiwire.ResultsResponse
 			if json.Unmarshal(rec.body.Bytes(), &resp) == nil {
 				m.countResults(resp.Results)
 			}
 		case rec.status == http.StatusBadRequest && isApply:
-			var resp configapi.ErrorResponse
+			var resp apiwire.ErrorResponse
 			_ = json.Unmarshal(rec.body.Bytes(), &resp)
 			reason := resp.Reason
 			if reason == "" {
-				reason = configapi.ReasonBadRequest
+				reason = apiwire.ReasonBadRequest
 			}
 			m.validationFails.WithLabelValues(reason).Inc()
 			m.rejectedConfigs.Inc()

@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	prommodel "github.com/prometheus/common/model"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/skein-mesh/skein/internal/proxy/xdsclient"
@@ -46,20 +49,18 @@ const serviceJSON = `{"apiVersion":"v1","kind":"Service","metadata":{"name":%q,"
 // clients (one NACKs listeners), changes config, and reads /metrics and
 // /debug/prometheus_sd as Prometheus would.
 func TestMetricsAndServiceDiscovery(t *testing.T) {
-	srv, err := New(Options{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, api := startServer(t, Options{})
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	defer cancel()
 	base := "http://" + srv.HTTPAddr()
 
 	apply := func(docs ...string) (int, string) {
 		t.Helper()
 		body := `{"objects":[` + strings.Join(docs, ",") + `]}`
-		resp, err := http.Post(base+"/api/v1/apply", "application/json", strings.NewReader(body))
+		req, _ := http.NewRequest("POST", base+"/api/v1/apply", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+srv.AdminToken())
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -78,7 +79,10 @@ func TestMetricsAndServiceDiscovery(t *testing.T) {
 		{"127.0.0.5", "reviews-v1-a", "reviews", ""},
 		{"127.0.0.6", "ratings-v1-b", "ratings", xdsclient.ListenerType},
 	} {
+		tokenFile := filepath.Join(t.TempDir(), "token")
+		os.WriteFile(tokenFile, []byte(addPod(t, srv, api, "bookinfo", c.pod, "default")), 0o600)
 		cl, err := xdsclient.New(xdsclient.Options{Address: srv.GRPCAddr(), Node: testNode(c.ip, c.pod, c.app, "v1"),
+			TokenFile: tokenFile, DialOptions: []grpc.DialOption{tlsDial(srv)},
 			Consumer: acceptor{reject: c.reject}, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)

@@ -9,7 +9,8 @@ import (
 	"testing"
 )
 
-// TestPprofEndpoints: the HTTP port serves Go's profiler, as istiod's does.
+// TestPprofEndpoints: the HTTP port serves Go's profiler, as istiod's does,
+// to the admin only.
 func TestPprofEndpoints(t *testing.T) {
 	srv, err := New(Options{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -24,6 +25,16 @@ func TestPprofEndpoints(t *testing.T) {
 		{"/debug/pprof/goroutine?debug=1", "goroutine profile"},
 	} {
 		resp, err := http.Get(hs.URL + c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("GET %s without a credential: %d, want 401", c.path, resp.StatusCode)
+		}
+		req, _ := http.NewRequest("GET", hs.URL+c.path, nil)
+		req.Header.Set("Authorization", "Bearer "+srv.AdminToken())
+		resp, err = http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

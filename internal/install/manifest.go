@@ -465,7 +465,9 @@ func (o *Options) istiodDeployment() *appsv1.Deployment {
 	podLabels := copyMap(labels)
 	podLabels[inject.KeyInject] = "false"
 	args := []string{"discovery", "--kube",
-		"--grpc-addr", "0.0.0.0:15010", "--http-addr", "0.0.0.0:15014",
+		// Plaintext xDS as Istio's 15010: injected proxies have no mesh root to
+		// verify 15012 with; streams still need the pod's token.
+		"--grpc-addr", "0.0.0.0:15010", "--plaintext-xds", "--http-addr", "0.0.0.0:15014",
 		"--injection-addr", fmt.Sprintf("0.0.0.0:%d", WebhookPort),
 		"--injection-discovery-address", o.discoveryAddress(),
 		"--injection-proxy-image", o.image(),

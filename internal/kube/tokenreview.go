@@ -145,7 +145,12 @@ func identityFromReview(st *authnv1.TokenReviewStatus, audiences []string) (ca.I
 	if len(parts) != 4 || parts[0] != "system" || parts[1] != "serviceaccount" || parts[2] == "" || parts[3] == "" {
 		return refuse("username %q is not system:serviceaccount:<namespace>:<name>", st.User.Username)
 	}
-	return ca.Identity{Namespace: parts[2], ServiceAccount: parts[3]}, nil
+	id := ca.Identity{Namespace: parts[2], ServiceAccount: parts[3]}
+	// A bound (projected) token names its pod: xDS binds the node ID to it.
+	if pods := st.User.Extra["authentication.kubernetes.io/pod-name"]; len(pods) == 1 {
+		id.Pod = pods[0]
+	}
+	return id, nil
 }
 
 func overlaps(a, b []string) bool {

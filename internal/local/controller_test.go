@@ -51,8 +51,8 @@ type controllerHarness struct {
 func newControllerHarness(t *testing.T) *controllerHarness {
 	t.Helper()
 	store := configstore.OpenMemory()
-	srv := httptest.NewServer(configapi.NewHandler(store, discardLogger()))
-	api := apiclient.New(srv.URL)
+	srv := httptest.NewServer((&configapi.Guard{AdminToken: "test-admin"}).Handler(configapi.NewHandler(store, discardLogger())))
+	api := apiclient.NewWithToken(srv.URL, "test-admin")
 	out := &syncBuffer{}
 	exe, _ := os.Executable()
 	dir := t.TempDir()
@@ -242,9 +242,9 @@ func TestControllerShutdownAndStalePods(t *testing.T) {
 
 func TestDeleteStaleRemovesOnlyRunnerPods(t *testing.T) {
 	store := configstore.OpenMemory()
-	srv := httptest.NewServer(configapi.NewHandler(store, discardLogger()))
+	srv := httptest.NewServer((&configapi.Guard{AdminToken: "test-admin"}).Handler(configapi.NewHandler(store, discardLogger())))
 	defer srv.Close()
-	api := apiclient.New(srv.URL)
+	api := apiclient.NewWithToken(srv.URL, "test-admin")
 	mkPod := func(name string, annotations map[string]string) *config.Object {
 		p := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "apps", Annotations: annotations},

@@ -288,8 +288,9 @@ func TestRunnerLibrary(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	out := &syncBuffer{}
+	dataDir := t.TempDir()
 	r, err := Start(ctx, Options{
-		Files: []string{writeManifest(t)}, DataDir: t.TempDir(),
+		Files: []string{writeManifest(t)}, DataDir: dataDir,
 		HTTPAddr: httpAddr, GRPCAddr: freeAddr(t), NoGateway: true,
 		Executable: skein, Out: out, Logger: discardLogger(),
 	})
@@ -314,7 +315,7 @@ func TestRunnerLibrary(t *testing.T) {
 
 	// Discovery is restarted when it dies; the store is durable, so the
 	// mesh carries on.
-	api := apiclient.New(r.Addr())
+	api := apiclient.NewWithCredentialFile(r.Addr(), filepath.Join(dataDir, "ca", "admin-token"))
 	if err := syscall.Kill(r.discovery.Status().Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

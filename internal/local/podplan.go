@@ -40,9 +40,12 @@ type planner struct {
 	IngressAddress string // where the ingress gateway binds
 	LogLevel       string // passed to proxies as SKEIN_LOG_LEVEL
 	TokenDir       string // proxies read their token from TokenDir/<ns>/<pod> (empty: none)
-	HostEnv        []string
-	LookPath       func(string) (string, error)
-	ConfigMaps     kubelet.ConfigMapLookup
+	// DiscoveryRoot is the mesh root proxies verify discovery's TLS with
+	// (empty: plaintext xDS).
+	DiscoveryRoot string
+	HostEnv       []string
+	LookPath      func(string) (string, error)
+	ConfigMaps    kubelet.ConfigMapLookup
 }
 
 // podInstance are the per-pod choices made by the controller.
@@ -187,6 +190,9 @@ func (pl *planner) proxyContainer(id kubelet.Identity, labels map[string]string,
 	argv = append(argv,
 		"--discovery-address", pl.DiscoveryAddr,
 		"--pod-ip", id.PodIP.String())
+	if pl.DiscoveryRoot != "" {
+		argv = append(argv, "--discovery-root-cert", pl.DiscoveryRoot)
+	}
 	if mode == sidecarProxy {
 		argv = append(argv, "--app-ip", id.AppIP.String())
 	}

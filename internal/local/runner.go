@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"github.com/skein-mesh/skein/internal/apiclient"
+	"github.com/skein-mesh/skein/internal/apiwire"
 	"github.com/skein-mesh/skein/internal/config"
+	"github.com/skein-mesh/skein/internal/configstore"
 	"github.com/skein-mesh/skein/internal/dashboard"
 	"github.com/skein-mesh/skein/internal/kubelet"
 	corev1 "k8s.io/api/core/v1"
@@ -61,7 +63,7 @@ func (o *Options) setDefaults() error {
 		o.HTTPAddr = "127.0.0.1:15014"
 	}
 	if o.GRPCAddr == "" {
-		o.GRPCAddr = "127.0.0.1:15010"
+		o.GRPCAddr = "127.0.0.1:15012"
 	}
 	if o.IngressAddress == "" {
 		o.IngressAddress = "127.0.0.1"
@@ -156,7 +158,7 @@ func Start(ctx context.Context, opts Options) (*Runner, error) {
 		}
 	}
 	logDir := filepath.Join(opts.DataDir, "logs")
-	r := &Runner{opts: opts, log: opts.Logger, api: apiclient.New(opts.HTTPAddr), done: make(chan struct{})}
+	r := &Runner{opts: opts, log: opts.Logger, api: apiclient.NewWithCredentialFile(opts.HTTPAddr, filepath.Join(opts.DataDir, "ca", apiwire.CredentialFile)), done: make(chan struct{})}
 	if err := r.startDiscovery(ctx, logDir); err != nil {
 		return nil, err
 	}
@@ -168,6 +170,7 @@ func Start(ctx context.Context, opts Options) (*Runner, error) {
 			Executable: opts.Executable, DiscoveryAddr: opts.GRPCAddr, IngressAddress: opts.IngressAddress,
 			LogLevel: opts.LogLevel, HostEnv: os.Environ(), LookPath: exec.LookPath,
 			ConfigMaps: r.configMap, TokenDir: filepath.Join(opts.DataDir, "tokens"),
+			DiscoveryRoot: filepath.Join(opts.DataDir, "ca", "root-cert.pem"),
 		},
 		log: opts.Logger, out: out, logDir: logDir,
 		backoff: kubelet.DefaultBackoff, grace: kubelet.DefaultGracePeriod, probe: kubelet.DefaultProbe, resync: resyncInterval,
@@ -313,6 +316,11 @@ func (r *Runner) startDiscovery(ctx context.Context, logDir string) error {
 	if err := os.MkdirAll(storeDir, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	// A damaged store is told on the console, not only in discovery.log:
+	// discovery then serves the last good revision (store.json.prev).
+	if err := configstore.Check(storeDir); err != nil {
+		fmt.Fprintf(r.opts.Out, "WARNING: %v; the control plane serves the last good revision (store.json.prev) if one is kept (see %s)\n", err, filepath.Join(logDir, "discovery.log"))
+	}
 	env := os.Environ()
 	if r.opts.LogLevel != "" {
 		env = kubelet.ProcessEnv(env, []kubelet.EnvVar{{Name: "SKEIN_LOG_LEVEL", Value: r.opts.LogLevel}}, nil)
@@ -402,7 +410,8 @@ func (r *Runner) startDashboard(ctx context.Context) {
 		return
 	}
 	r.dashboardURL = "http://" + l.Addr().String() + "/"
-	d := dashboard.New(dashboard.Options{Server: r.opts.HTTPAddr, Logger: r.log})
+	d := dashboard.New(dashboard.Options{Server: r.opts.HTTPAddr, Logger: r.log,
+		CredentialFile: filepath.Join(r.opts.DataDir, "ca", apiwire.CredentialFile)})
 	go func() {
 		if err := d.Serve(ctx, l); err != nil {
 			r.log.Warn("dashboard stopped", "err", err)

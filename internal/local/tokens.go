@@ -7,12 +7,12 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/skein-mesh/skein/internal/ca"
+	"github.com/skein-mesh/skein/internal/apiwire"
 )
 
 // tokenAPI is the control plane call that issues workload tokens.
 type tokenAPI interface {
-	IssueToken(ctx context.Context, adminToken, namespace, pod string) (*ca.TokenResponse, error)
+	IssueToken(ctx context.Context, adminToken, namespace, pod string) (*apiwire.TokenResponse, error)
 }
 
 // tokenWriter gives each proxied pod its workload token, as the kubelet

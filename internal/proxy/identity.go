@@ -6,6 +6,7 @@ import (
 	"time"
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	"google.golang.org/grpc"
 
 	"github.com/skein-mesh/skein/internal/proxy/admin"
 	"github.com/skein-mesh/skein/internal/proxy/secrets"
@@ -27,7 +28,7 @@ type IdentityOptions struct {
 func (o IdentityOptions) enabled() bool { return o.CAAddress != "" || o.TokenFile != "" }
 
 // manager builds the secret manager, or nil when identity is not configured.
-func (o IdentityOptions) manager(opts Options, st *stats.Store, log *slog.Logger) (*secrets.Manager, error) {
+func (o IdentityOptions) manager(opts Options, dial []grpc.DialOption, st *stats.Store, log *slog.Logger) (*secrets.Manager, error) {
 	if !o.enabled() {
 		return nil, nil
 	}
@@ -42,7 +43,7 @@ func (o IdentityOptions) manager(opts Options, st *stats.Store, log *slog.Logger
 	return secrets.New(secrets.Options{
 		CAAddress: addr, TokenFile: o.TokenFile, TrustDomain: o.TrustDomain,
 		Namespace: opts.Namespace, ServiceAccount: sa, CertTTL: o.CertTTL,
-		Stats: st, Logger: log,
+		Stats: st, Logger: log, DialOptions: dial,
 	})
 }
 

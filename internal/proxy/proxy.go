@@ -38,19 +38,22 @@ import (
 type Options struct {
 	Mode             Mode
 	DiscoveryAddress string // host:port of the control plane's ADS
-	PodIP            string // where the proxy listens (and what EDS publishes)
-	AppIP            string // sidecar: where the app listens (APP_IP metadata)
-	BindAddress      string // replaces 0.0.0.0 in listener addresses (default PodIP)
-	PodName          string
-	Namespace        string
-	ServiceAccount   string
-	WorkloadName     string // default: derived from PodName
-	Labels           map[string]string
-	ClusterID        string
-	Domain           string // default <namespace>.svc.cluster.local
-	AdminPort        int    // 15000
-	HealthPort       int    // 15021
-	PrometheusPort   int    // 15090
+	// DiscoveryRootCert is the mesh root (PEM file) the control plane's
+	// TLS certificate is verified with; empty dials plaintext (15010).
+	DiscoveryRootCert string
+	PodIP             string // where the proxy listens (and what EDS publishes)
+	AppIP             string // sidecar: where the app listens (APP_IP metadata)
+	BindAddress       string // replaces 0.0.0.0 in listener addresses (default PodIP)
+	PodName           string
+	Namespace         string
+	ServiceAccount    string
+	WorkloadName      string // default: derived from PodName
+	Labels            map[string]string
+	ClusterID         string
+	Domain            string // default <namespace>.svc.cluster.local
+	AdminPort         int    // 15000
+	HealthPort        int    // 15021
+	PrometheusPort    int    // 15090
 	// MergedMetricsPort serves Istio's merged metrics (the agent's 15020:
 	// the proxy's and AppMetrics' in one scrape); negative: not served.
 	MergedMetricsPort int
@@ -119,8 +122,11 @@ func Start(ctx context.Context, opts Options) (*Proxy, error) {
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	var err error
-	if p.secrets, err = opts.Identity.manager(opts, p.stats, log); err != nil {
+	dial, err := controlPlaneDial(opts.DiscoveryAddress, opts.DiscoveryRootCert)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	if p.secrets, err = opts.Identity.manager(opts, dial, p.stats, log); err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	self := istiostats.NodeMetadata(istioNode(&opts))
@@ -150,11 +156,13 @@ func Start(ctx context.Context, opts Options) (*Proxy, error) {
 	}
 	p.dataplane.listeners = listeners
 	p.xds, err = xdsclient.New(xdsclient.Options{
-		Address:  opts.DiscoveryAddress,
-		Node:     node,
-		Consumer: p.dataplane,
-		Logger:   log,
-		Stats:    p.stats,
+		Address:     opts.DiscoveryAddress,
+		DialOptions: dial,
+		TokenFile:   opts.Identity.TokenFile,
+		Node:        node,
+		Consumer:    p.dataplane,
+		Logger:      log,
+		Stats:       p.stats,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
@@ -162,6 +170,7 @@ func Start(ctx context.Context, opts Options) (*Proxy, error) {
 
 	adminHandler := admin.Handler(admin.Options{
 		Source: p, Stats: p.stats, Version: opts.Version, Started: p.started, Quit: p.Quit, Logger: log,
+		Mutations: admin.MutationPolicy{TokenFile: opts.Identity.TokenFile, TrustedSource: admin.PodLocal(opts.PodIP)},
 	})
 	type portServer struct {
 		name    string

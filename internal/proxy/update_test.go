@@ -321,12 +321,18 @@ func TestNotReadyUntilConfigured(t *testing.T) {
 	if resp.StatusCode != 503 {
 		t.Errorf("/healthz/ready before any config = %d", resp.StatusCode)
 	}
-	// POST /quitquitquit stops the proxy.
+	// POST /quitquitquit: refused without the pod's credential (local
+	// mode shares loopback with every user)
 	resp, err = http.Post("http://"+h.proxy.AdminAddr()+"/quitquitquit", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("POST /quitquitquit without a credential = %d, want 403", resp.StatusCode)
+	}
+	// (admin.TestQuitNeedsThePod covers the credential); Quit stops it.
+	h.proxy.Quit()
 	select {
 	case <-h.proxy.Done():
 	case <-time.After(5 * time.Second):

@@ -84,6 +84,10 @@ func (sub *subscription) nameList() []string {
 // StreamAggregatedResources serves one proxy's ADS stream.
 func (s *Server) StreamAggregatedResources(g discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
 	st := &adsStream{id: s.nextStream.Add(1), grpc: g, wake: make(chan struct{}, 1), subs: map[string]*subscription{}}
+	if err := s.authenticate(st); err != nil {
+		return err
+	}
+	defer s.forget(st)
 	defer s.onStreamClosed(st)
 	reqs := make(chan *discoveryv3.DiscoveryRequest)
 	recvErr := make(chan error, 1)

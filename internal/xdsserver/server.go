@@ -58,6 +58,7 @@ type Server struct {
 	preEncoded atomic.Bool
 
 	observer Observer // set before serving; never nil
+	auth     streamAuth
 
 	mu      sync.Mutex
 	push    *model.PushContext
@@ -280,6 +281,9 @@ func (s *Server) onStreamRequest(st *adsStream, req *discoveryv3.DiscoveryReques
 		if err != nil {
 			s.log.Warn("rejecting xDS stream", "err", err)
 			return status.Error(codes.InvalidArgument, err.Error())
+		}
+		if err := s.authorizeNode(st, proxy); err != nil {
+			return err
 		}
 		ps := &proxyState{proxy: proxy, stream: st.id, wake: st.wake, connectedAt: time.Now(),
 			snap: map[string]*typeSnap{}, status: map[string]*TypeStatus{}, pending: map[string]time.Time{}}

@@ -77,15 +77,29 @@ func freeIngressIP(t *testing.T) string {
 	return ""
 }
 
+// credential is the admin credential file skein up's control plane wrote,
+// which the CLI reads as the owner's.
+func (m *mesh) credential() string { return filepath.Join(m.dataDir, "ca", "admin-token") }
+
+// adminToken reads the credential.
+func (m *mesh) adminToken(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(m.credential())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
 func (m *mesh) skein(t *testing.T, args ...string) string {
 	t.Helper()
-	return mustRun(t, append(args, "--server", m.server)...)
+	return mustRun(t, append(args, "--server", m.server, "--credential-file", m.credential())...)
 }
 
 // apply applies YAML text through stdin, as `skein apply -f -`.
 func (m *mesh) apply(t *testing.T, yaml string) string {
 	t.Helper()
-	out, err := run(t, yaml, "apply", "-f", "-", "--server", m.server)
+	out, err := run(t, yaml, "apply", "-f", "-", "--server", m.server, "--credential-file", m.credential())
 	if err != nil {
 		t.Fatalf("skein apply: %v\n%s", err, out)
 	}
@@ -168,7 +182,7 @@ func TestBookinfo(t *testing.T) {
 	})
 
 	t.Run("one bad document: the others are stored, exit 1", func(t *testing.T) {
-		out, err := run(t, "", "apply", "-f", "test/e2e/testdata/bad-mixed.yaml", "--server", m.server)
+		out, err := run(t, "", "apply", "-f", "test/e2e/testdata/bad-mixed.yaml", "--server", m.server, "--credential-file", m.credential())
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 			t.Fatalf("apply of a file with a bad document: %v, want exit status 1\n%s", err, out)
@@ -180,13 +194,13 @@ func TestBookinfo(t *testing.T) {
 			}
 		}
 		// kubectl stores the valid DestinationRule of the same file.
-		if got, err := run(t, "", "get", "destinationrule", "ratings", "-n", "bookinfo", "--server", m.server); err != nil {
+		if got, err := run(t, "", "get", "destinationrule", "ratings", "-n", "bookinfo", "--server", m.server, "--credential-file", m.credential()); err != nil {
 			t.Errorf("DestinationRule ratings not stored: %v\n%s", err, got)
 		}
-		if got, err := run(t, "", "get", "virtualservice", "ratings", "-n", "bookinfo", "--server", m.server); err == nil || !strings.Contains(got, "NotFound") {
+		if got, err := run(t, "", "get", "virtualservice", "ratings", "-n", "bookinfo", "--server", m.server, "--credential-file", m.credential()); err == nil || !strings.Contains(got, "NotFound") {
 			t.Errorf("the bad VirtualService was stored: %v\n%s", err, got)
 		}
-		mustRun(t, "delete", "destinationrule", "ratings", "-n", "bookinfo", "--server", m.server)
+		mustRun(t, "delete", "destinationrule", "ratings", "-n", "bookinfo", "--server", m.server, "--credential-file", m.credential())
 	})
 
 	t.Run("tutorial routing verbatim", func(t *testing.T) {
@@ -285,7 +299,7 @@ func TestBookinfo(t *testing.T) {
 			t.Errorf("while the control plane is down: %s stars, want black (last config)", got)
 		}
 		eventually(t, 30*time.Second, "control plane back", func() error {
-			out, err := run(t, "", "get", "virtualservices", "-n", "bookinfo", "--server", m.server)
+			out, err := run(t, "", "get", "virtualservices", "-n", "bookinfo", "--server", m.server, "--credential-file", m.credential())
 			if err != nil {
 				return fmt.Errorf("%v: %s", err, out)
 			}

@@ -103,7 +103,7 @@ func TestDashboard(t *testing.T) {
 	ctx := newBrowser(t)
 	m := startMesh(t, "samples/bookinfo")
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
-	dash := start(t, "dashboard", "dashboard", "--server", m.server, "--addr", addr, "--window", "10s", "--scrape-interval", "1s")
+	dash := start(t, "dashboard", "dashboard", "--server", m.server, "--credential-file", m.credential(), "--addr", addr, "--window", "10s", "--scrape-interval", "1s")
 	defer dash.stop()
 	base := "http://" + addr
 	eventually(t, 10*time.Second, "the dashboard", func() error {

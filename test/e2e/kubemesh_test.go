@@ -43,7 +43,7 @@ func TestKubernetesMesh(t *testing.T) {
 	const host = "127.0.99.1"
 	xds, httpAddr, webhook := host+":15010", host+":15014", host+":15017"
 	start(t, "discovery", "discovery", "--kubeconfig", c.Kubeconfig, "--ca-dir", caDir,
-		"--grpc-addr", xds, "--http-addr", httpAddr,
+		"--grpc-addr", xds, "--plaintext-xds", "--http-addr", httpAddr,
 		"--injection-addr", webhook, "--injection-discovery-address", xds, "--injection-host", host)
 	eventually(t, 60*time.Second, "discovery ready", func() error {
 		code, body, err := get("http://"+httpAddr+"/ready", nil)

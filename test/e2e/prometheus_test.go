@@ -224,7 +224,7 @@ func TestPrometheus(t *testing.T) {
 	var proxies []struct {
 		Name string `json:"name"`
 	}
-	code, body, err := get("http://"+m.server+"/debug/syncz", nil)
+	code, body, err := get("http://"+m.server+"/debug/syncz", map[string]string{"Authorization": "Bearer " + m.adminToken(t)})
 	if err != nil || code != http.StatusOK || json.Unmarshal([]byte(body), &proxies) != nil {
 		t.Fatalf("/debug/syncz: %d %v %.200s", code, err, body)
 	}

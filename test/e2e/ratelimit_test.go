@@ -141,7 +141,7 @@ func TestRateLimitEnvoyFilter(t *testing.T) {
 	t.Run("tutorial filter verbatim limits the default namespace", func(t *testing.T) {
 		var ip string
 		eventually(t, 30*time.Second, "the echo pod serving", func() error {
-			out, err := run(t, "", "get", "pods", "-n", "default", "-o", "wide", "--server", m.server)
+			out, err := run(t, "", "get", "pods", "-n", "default", "-o", "wide", "--server", m.server, "--credential-file", m.credential())
 			if err != nil || !strings.Contains(out, "echo-") {
 				return fmt.Errorf("no echo pod: %v %s", err, out)
 			}

@@ -306,7 +306,7 @@ func getThrough(c *http.Client, target string) error {
 
 // readyPods lists the ready pods of ns by name with their IPs.
 func readyPods(m *mesh, ns string) (map[string]string, error) {
-	out, err := exec.Command(skeinBin, "get", "pods", "-n", ns, "-o", "json", "--server", m.server).Output()
+	out, err := exec.Command(skeinBin, "get", "pods", "-n", ns, "-o", "json", "--server", m.server, "--credential-file", m.credential()).Output()
 	if err != nil {
 		return nil, fmt.Errorf("skein get pods -n %s: %v", ns, err)
 	}

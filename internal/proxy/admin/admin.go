@@ -50,6 +50,9 @@ type Options struct {
 	// Quit is called by POST /quitquitquit to stop the proxy.
 	Quit   func()
 	Logger *slog.Logger
+	// Mutations limits who may call /quitquitquit (and any other endpoint
+	// that changes the proxy); its zero value refuses everyone.
+	Mutations MutationPolicy
 }
 
 // Handler returns the admin mux (port 15000).
@@ -64,7 +67,7 @@ func Handler(opts Options) http.Handler {
 	mux.HandleFunc("GET /clusters", a.clusters)
 	mux.HandleFunc("GET /listeners", a.listeners)
 	mux.HandleFunc("GET /server_info", a.serverInfo)
-	mux.HandleFunc("POST /quitquitquit", a.quit)
+	mux.HandleFunc("POST /quitquitquit", a.mutating(a.quit))
 	mux.HandleFunc("GET /quitquitquit", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "This endpoint requires POST", http.StatusMethodNotAllowed)
 	})

@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/http"
 	"time"
 
@@ -21,7 +23,50 @@ func (a *admin) configDump(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	writeProto(w, dump)
+	b, err := jsonOptions.Marshal(dump)
+	if err != nil {
+		http.Error(w, "cannot encode: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(append(redactPrivateKeys(b), '\n'))
+}
+
+// redactPrivateKeys replaces every private key in a JSON dump (a gateway's
+// credentialName key arrives inline in its listener) as Envoy's admin
+// does: {"inline_string": "[redacted]"}. The dump is readable by every
+// local user; the key is the gateway's alone.
+func redactPrivateKeys(b []byte) []byte {
+	if !bytes.Contains(b, []byte(`"private_key"`)) && !bytes.Contains(b, []byte(`"privateKey"`)) {
+		return b
+	}
+	var v any
+	if json.Unmarshal(b, &v) != nil {
+		return b
+	}
+	var walk func(any)
+	walk = func(v any) {
+		switch t := v.(type) {
+		case map[string]any:
+			for k, c := range t {
+				if k == "private_key" || k == "privateKey" {
+					t[k] = map[string]any{"inline_string": "[redacted]"}
+					continue
+				}
+				walk(c)
+			}
+		case []any:
+			for _, c := range t {
+				walk(c)
+			}
+		}
+	}
+	walk(v)
+	out, err := json.MarshalIndent(v, "", " ")
+	if err != nil {
+		return b
+	}
+	return out
 }
 
 // SecretsSource is a Source that also holds SDS secrets; its dump (nil:

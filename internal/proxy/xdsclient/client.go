@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +25,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
@@ -38,8 +41,15 @@ type Consumer interface {
 
 // Options configure a Client.
 type Options struct {
-	// Address is the control plane's host:port (plaintext gRPC).
+	// Address is the control plane's host:port.
 	Address string
+	// DialOptions carry the transport credentials (TLS trusting the mesh
+	// root, as istio-agent dials istiod's 15012); nil dials plaintext.
+	DialOptions []grpc.DialOption
+	// TokenFile holds the workload token sent as `authorization: Bearer`
+	// metadata on every stream (re-read each time, so a rotated token is
+	// used); empty sends none.
+	TokenFile string
 	// Node identifies the proxy; sent on the first request of each type.
 	Node     *corev3.Node
 	Consumer Consumer
@@ -133,8 +143,11 @@ const xdsHTTP2Window = 256 << 20
 // Run keeps a stream open until ctx ends, reconnecting with exponential
 // backoff. It returns nil when ctx is cancelled.
 func (c *Client) Run(ctx context.Context) error {
-	conn, err := grpc.NewClient(c.opts.Address,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	creds := c.opts.DialOptions
+	if creds == nil {
+		creds = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	conn, err := grpc.NewClient(c.opts.Address, append(creds,
 		// Envoy's default HTTP/2 windows for its xDS cluster: a large
 		// RouteConfiguration then arrives without a WINDOW_UPDATE round
 		// trip per 64 KB (gRPC-go's start).
@@ -147,7 +160,7 @@ func (c *Client) Run(ctx context.Context) error {
 				MaxDelay:   c.opts.MaxBackoff,
 			},
 			MinConnectTimeout: 2 * time.Second,
-		}))
+		}))...)
 	if err != nil {
 		return fmt.Errorf("xdsclient: %w", err)
 	}
@@ -195,6 +208,13 @@ type stream struct {
 func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscoveryServiceClient) (gotResponse bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if c.opts.TokenFile != "" {
+		b, err := os.ReadFile(c.opts.TokenFile)
+		if err != nil {
+			return false, fmt.Errorf("workload token: %w", err)
+		}
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(string(b)))
+	}
 	s, err := ads.StreamAggregatedResources(ctx)
 	if err != nil {
 		return false, err
