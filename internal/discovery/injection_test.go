@@ -117,7 +117,7 @@ func TestInjectionWebhookOverTLS(t *testing.T) {
 func injectorConfigMapCase(t *testing.T, ctx context.Context, srv *Server, post func(t *testing.T, serverName, namespace string) (*admissionv1.AdmissionReview, error)) {
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: inject.InjectorConfigMap, Namespace: "istio-system"},
 		Data: map[string]string{"config": "policy: enabled\nalwaysInjectSelector: []\nneverInjectSelector: []\ntemplate: |\n  spec:\n    containers:\n    - name: istio-proxy\n      resources:\n        limits: {cpu: 100m, memory: 128Mi}\n        requests: {cpu: 10m, memory: 40Mi}\n"}}
-	if _, err := apiclient.New(srv.HTTPAddr()).Apply(ctx, []*config.Object{{
+	if _, err := apiclient.NewWithToken(srv.HTTPAddr(), srv.AdminToken()).Apply(ctx, []*config.Object{{
 		GVK: config.GVK{Version: "v1", Kind: "ConfigMap"}, Meta: config.Meta{Name: cm.Name, Namespace: cm.Namespace}, Spec: cm,
 	}}); err != nil {
 		t.Fatal(err)
