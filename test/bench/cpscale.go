@@ -319,8 +319,9 @@ const envoyHTTP2Window = 256 << 20
 // response is ACKed with its version and nonce.
 func (c *adsClient) run() {
 	send := func(typ, version, nonce string, names []string) error {
-		return c.stream.Send(&discoveryv3.DiscoveryRequest{Node: c.node, TypeUrl: typ, VersionInfo: version,
+		err := c.stream.Send(&discoveryv3.DiscoveryRequest{Node: c.node, TypeUrl: typ, VersionInfo: version,
 			ResponseNonce: nonce, ResourceNames: names})
+		return sendStatus(err, func() error { return c.stream.RecvMsg(&simResponse{}) })
 	}
 	fail := func(err error) {
 		select {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -138,4 +140,17 @@ func newXDSTarget(addr, caDir string, plaintext bool) (xdsTarget, error) {
 // sends istio-agent's token in the gRPC call's metadata.
 func streamContext(token string) context.Context {
 	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
+}
+
+// sendStatus answers why a send failed: gRPC reports a stream the server
+// ended (a refused token, say) as io.EOF on Send, and the status on the
+// next receive.
+func sendStatus(err error, recv func() error) error {
+	if !errors.Is(err, io.EOF) {
+		return err
+	}
+	if rerr := recv(); rerr != nil && !errors.Is(rerr, io.EOF) {
+		return rerr
+	}
+	return err
 }

@@ -53,7 +53,7 @@ func (c *deltaClient) run() {
 		}
 	}
 	send := func(req *discoveryv3.DeltaDiscoveryRequest) bool {
-		if err := c.stream.Send(req); err != nil {
+		if err := sendStatus(c.stream.Send(req), func() error { _, err := c.stream.Recv(); return err }); err != nil {
 			fail(err)
 			return false
 		}
