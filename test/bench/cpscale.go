@@ -7,12 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
-	"runtime/pprof"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -26,7 +24,6 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -53,6 +50,7 @@ func cpscale(args []string) error {
 	cpuSeconds := fs.Int("pprof-seconds", 10, "length of each CPU profile with -pprof")
 	delta := fs.Bool("delta", false, "simulated sidecars use delta (incremental) ADS instead of state of the world")
 	scoped := fs.Int("sidecar", 0, "a Sidecar scopes every proxy's egress to the first N services (0: no Sidecar)")
+	plaintext := fs.Bool("plaintext-xds", false, "serve and dial xDS without TLS (Istio's 15010) instead of TLS as local proxies reach 15012; streams still carry tokens")
 	_ = fs.Parse(args)
 	// The simulated proxies allocate a buffer per response; with the
 	// default GC target the load generator spends much of its share of the
@@ -65,7 +63,15 @@ func cpscale(args []string) error {
 	}
 	defer os.RemoveAll(dir)
 	const grpcAddr, httpAddr = "127.0.0.1:26010", "127.0.0.1:26014"
-	cp := exec.Command(*skein, "discovery", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--log-level", "warn")
+	// A durable store and CA directory as `skein up` runs it: the admin
+	// token lands in <ca dir>/admin-token, the mesh root in root-cert.pem.
+	caDir := filepath.Join(dir, "ca")
+	argv := []string{"discovery", "--store-dir", filepath.Join(dir, "store"), "--ca-dir", caDir,
+		"--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--log-level", "warn"}
+	if *plaintext {
+		argv = append(argv, "--plaintext-xds")
+	}
+	cp := exec.Command(*skein, argv...)
 	logf, _ := os.Create(filepath.Join(dir, "discovery.log"))
 	cp.Stdout, cp.Stderr = logf, logf
 	cp.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -83,37 +89,45 @@ func cpscale(args []string) error {
 		}
 	}()
 	cpPID := cp.Process.Pid
-	api := apiclient.New(httpAddr)
 	ctx := context.Background()
-	for deadline := time.Now().Add(30 * time.Second); api.Ping(ctx) != nil; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); apiclient.NewWithToken(httpAddr, "").Ping(ctx) != nil; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(filepath.Join(dir, "discovery.log"))
 			return fmt.Errorf("skein discovery not answering on %s after 30s:\n%s", httpAddr, b)
 		}
 	}
+	adminToken, err := apiclient.ReadCredential(filepath.Join(caDir, "admin-token"))
+	if err != nil {
+		return fmt.Errorf("discovery's admin token: %w", err)
+	}
+	api := apiclient.NewWithToken(httpAddr, adminToken)
+	target, err := newXDSTarget(grpcAddr, caDir, *plaintext)
+	if err != nil {
+		return err
+	}
 
 	// The registry: Services and their Pods through the config API, as the
 	// local runner stores them.
 	t0 := time.Now()
-	docs := []map[string]any{{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": "scale"}}}
-	for i := 0; i < *nsvc; i++ {
-		name := fmt.Sprintf("svc-%d", i)
-		docs = append(docs,
-			map[string]any{"apiVersion": "v1", "kind": "Service",
-				"metadata": map[string]any{"name": name, "namespace": "scale"},
-				"spec": map[string]any{"selector": map[string]any{"app": name},
-					"ports": []any{map[string]any{"name": "http", "port": 8080}}}},
-			map[string]any{"apiVersion": "v1", "kind": "Pod",
-				"metadata": map[string]any{"name": name + "-0", "namespace": "scale", "labels": map[string]any{"app": name}},
-				"spec":     map[string]any{"containers": []any{map[string]any{"name": "app", "image": "app"}}},
-				"status": map[string]any{"phase": "Running", "podIP": fmt.Sprintf("127.10.%d.%d", i/250, i%250+1),
-					"conditions": []any{map[string]any{"type": "Ready", "status": "True"}}}})
-	}
+	docs := registryDocs(*nsvc)
 	docs = append(docs, scopeDocs(*scoped)...)
 	if err := applyDocs(ctx, api, docs); err != nil {
 		return err
 	}
 	applied := time.Since(t0)
+
+	// The proxies' identities, outside every timed figure: a Pod each and
+	// its workload token, as the local runner registers a pod and writes
+	// its token before starting its proxy.
+	t0 = time.Now()
+	if err := applyDocs(ctx, api, simProxyPods(*nproxy)); err != nil {
+		return err
+	}
+	tokens, err := issueTokens(ctx, api, adminToken, *nproxy)
+	if err != nil {
+		return err
+	}
+	identities := time.Since(t0)
 
 	// The proxies.
 	var m markerState
@@ -124,7 +138,7 @@ func cpscale(args []string) error {
 	prof := &profiler{dir: *pprofDir, base: "http://" + httpAddr, seconds: *cpuSeconds}
 	prof.cpu("cpu-sync.pb.gz")
 	for i := range clients {
-		c, run, err := newSimProxy(*delta, grpcAddr, i, names, &m)
+		c, run, err := newSimProxy(*delta, target, tokens[i], i, names, &m)
 		if err != nil {
 			return err
 		}
@@ -188,12 +202,13 @@ func cpscale(args []string) error {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	pct := func(q float64) time.Duration { return lat[int(float64(len(lat)-1)*q/100)] }
 
-	mode := map[bool]string{false: "SotW", true: "delta"}[*delta]
+	mode := map[bool]string{false: "SotW", true: "delta"}[*delta] + map[bool]string{false: ", TLS", true: ", plaintext"}[*plaintext]
 	if *scoped > 0 {
 		mode += fmt.Sprintf(", Sidecar egress scoped to %d services", *scoped)
 	}
 	fmt.Printf("Skein control plane scale: %d services (1 pod each), %d simulated sidecars (ADS, %s, ACKing), 1 VirtualService change\n\n", *nsvc, *nproxy, mode)
 	fmt.Printf("store load (%d objects via the config API): %s\n", len(docs), applied.Round(time.Millisecond))
+	fmt.Printf("proxy identities (%d Pods registered, %d tokens issued, untimed below): %s\n", *nproxy, len(tokens), identities.Round(time.Millisecond))
 	fmt.Printf("initial sync, all proxies ACKed CDS+LDS+EDS+RDS: %s (discovery CPU %.1f s)\n", syncTime.Round(time.Millisecond), cpu1.cpu-cpu0.cpu)
 	fmt.Printf("change → ACKed by every proxy: p50 %s  p90 %s  p99 %s  max %s (discovery CPU %.2f s, simulated proxies CPU %.2f s)\n",
 		pct(50).Round(time.Millisecond), pct(90).Round(time.Millisecond), pct(99).Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond), cpu3.cpu-cpu2.cpu, self3.cpu-self2.cpu)
@@ -203,77 +218,6 @@ func cpscale(args []string) error {
 	}
 	return nil
 }
-
-// profiler fetches discovery's Go profiles from its /debug/pprof endpoints
-// into dir; with no dir it does nothing. Failures are reported, not fatal:
-// the figures matter more than the profiles.
-type profiler struct {
-	dir, base string
-	seconds   int
-	wg        sync.WaitGroup
-}
-
-func (p *profiler) fetch(path, file string) {
-	if err := os.MkdirAll(p.dir, 0o755); err != nil {
-		fmt.Fprintln(os.Stderr, "pprof:", err)
-		return
-	}
-	resp, err := http.Get(p.base + path)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "pprof:", err)
-		return
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err == nil && resp.StatusCode != http.StatusOK {
-		err = fmt.Errorf("%s: %s", path, resp.Status)
-	}
-	if err == nil {
-		err = os.WriteFile(filepath.Join(p.dir, file), b, 0o644)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "pprof:", err)
-	}
-}
-
-// cpu starts a CPU profile of p.seconds in the background.
-func (p *profiler) cpu(file string) {
-	if p.dir == "" {
-		return
-	}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		p.fetch(fmt.Sprintf("/debug/pprof/profile?seconds=%d", p.seconds), file)
-	}()
-}
-
-// heap writes the live heap (after a GC, so inuse figures are current).
-func (p *profiler) heap(file string) {
-	if p.dir != "" {
-		p.fetch("/debug/pprof/heap?gc=1", file)
-	}
-}
-
-// self profiles this process (the simulated proxies) until the returned
-// function is called.
-func (p *profiler) self(file string) (stop func()) {
-	if p.dir == "" {
-		return func() {}
-	}
-	f, err := os.Create(filepath.Join(p.dir, file))
-	if err == nil {
-		err = pprof.StartCPUProfile(f)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "pprof:", err)
-		return func() {}
-	}
-	return func() { pprof.StopCPUProfile(); f.Close() }
-}
-
-// wait waits for the CPU profile in progress.
-func (p *profiler) wait() { p.wg.Wait() }
 
 func applyDocs(ctx context.Context, api *apiclient.Client, docs []map[string]any) error {
 	const batch = 500
@@ -340,29 +284,28 @@ type adsClient struct {
 	convergedAfter   time.Duration
 }
 
-func newADSClient(addr string, i int, names *nameCache, m *markerState) (*adsClient, error) {
+func newADSClient(t xdsTarget, token string, i int, names *nameCache, m *markerState) (*adsClient, error) {
 	// Envoy's HTTP/2 windows for its xDS cluster (256 MiB by default): with
 	// gRPC-go's 64 KB start a 345 KB RDS response takes several
 	// WINDOW_UPDATE round trips per stream, which no real Envoy waits for.
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient(t.addr, t.dial,
 		grpc.WithInitialWindowSize(envoyHTTP2Window), grpc.WithInitialConnWindowSize(envoyHTTP2Window),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.ForceCodecV2(simCodec{marker: m})))
 	if err != nil {
 		return nil, err
 	}
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(context.Background())
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(streamContext(token))
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("proxy %d: open ADS stream: %w", i, err)
 	}
-	ip := fmt.Sprintf("127.20.%d.%d", i/250, i%250+1)
-	pod := fmt.Sprintf("client-%d", i)
+	pod, ip := simProxyIdentity(i)
 	md := nodemeta.Metadata{
-		Namespace: "scale", ServiceAccount: "default", WorkloadName: pod, ClusterID: "Kubernetes",
+		Namespace: simNamespace, ServiceAccount: simServiceAccount, WorkloadName: pod, ClusterID: "Kubernetes",
 		InterceptionMode: nodemeta.InterceptionNone, InstanceIPs: []string{ip}, AppIP: ip, Labels: map[string]string{"app": pod},
 	}.ToStruct()
 	return &adsClient{conn: conn, stream: stream, names: names, marker: m,
-		node:  &corev3.Node{Id: fmt.Sprintf("sidecar~%s~%s.scale~scale.svc.cluster.local", ip, pod), Metadata: md},
+		node:  &corev3.Node{Id: fmt.Sprintf("sidecar~%s~%s.%s~%s.svc.cluster.local", ip, pod, simNamespace, simNamespace), Metadata: md},
 		ready: make(chan struct{}), converged: make(chan struct{}), failed: make(chan error, 1)}, nil
 }
 
@@ -376,8 +319,9 @@ const envoyHTTP2Window = 256 << 20
 // response is ACKed with its version and nonce.
 func (c *adsClient) run() {
 	send := func(typ, version, nonce string, names []string) error {
-		return c.stream.Send(&discoveryv3.DiscoveryRequest{Node: c.node, TypeUrl: typ, VersionInfo: version,
+		err := c.stream.Send(&discoveryv3.DiscoveryRequest{Node: c.node, TypeUrl: typ, VersionInfo: version,
 			ResponseNonce: nonce, ResourceNames: names})
+		return sendStatus(err, func() error { return c.stream.RecvMsg(&simResponse{}) })
 	}
 	fail := func(err error) {
 		select {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"sort"
 	"time"
@@ -10,7 +9,6 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -26,20 +24,20 @@ type deltaClient struct {
 	stream discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
 }
 
-func newDeltaClient(addr string, i int, names *nameCache, m *markerState) (*deltaClient, error) {
-	base, err := newADSClient(addr, i, names, m) // node identity and channels
+func newDeltaClient(t xdsTarget, token string, i int, names *nameCache, m *markerState) (*deltaClient, error) {
+	base, err := newADSClient(t, token, i, names, m) // node identity and channels
 	if err != nil {
 		return nil, err
 	}
 	base.conn.Close()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient(t.addr, t.dial,
 		grpc.WithInitialWindowSize(envoyHTTP2Window), grpc.WithInitialConnWindowSize(envoyHTTP2Window),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
 	if err != nil {
 		return nil, err
 	}
 	base.conn = conn
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(context.Background())
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(streamContext(token))
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("proxy %d: open delta ADS stream: %w", i, err)
@@ -55,7 +53,7 @@ func (c *deltaClient) run() {
 		}
 	}
 	send := func(req *discoveryv3.DeltaDiscoveryRequest) bool {
-		if err := c.stream.Send(req); err != nil {
+		if err := sendStatus(c.stream.Send(req), func() error { _, err := c.stream.Recv(); return err }); err != nil {
 			fail(err)
 			return false
 		}
@@ -140,15 +138,15 @@ func (c *deltaClient) run() {
 }
 
 // newSimProxy returns a simulated sidecar and its run loop: SotW, or delta.
-func newSimProxy(delta bool, addr string, i int, names *nameCache, m *markerState) (*adsClient, func(), error) {
+func newSimProxy(delta bool, t xdsTarget, token string, i int, names *nameCache, m *markerState) (*adsClient, func(), error) {
 	if !delta {
-		c, err := newADSClient(addr, i, names, m)
+		c, err := newADSClient(t, token, i, names, m)
 		if err != nil {
 			return nil, nil, err
 		}
 		return c, c.run, nil
 	}
-	c, err := newDeltaClient(addr, i, names, m)
+	c, err := newDeltaClient(t, token, i, names, m)
 	if err != nil {
 		return nil, nil, err
 	}
