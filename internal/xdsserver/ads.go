@@ -84,7 +84,7 @@ func (sub *subscription) nameList() []string {
 // StreamAggregatedResources serves one proxy's ADS stream.
 func (s *Server) StreamAggregatedResources(g discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
 	st := &adsStream{id: s.nextStream.Add(1), grpc: g, wake: make(chan struct{}, 1), subs: map[string]*subscription{}}
-	if err := s.authenticate(st); err != nil {
+	if err := s.authenticate(g.Context(), st); err != nil {
 		return err
 	}
 	defer s.forget(st)

@@ -46,11 +46,11 @@ func (s *Server) SetAuthenticator(a Authenticator) { s.auth.auth = a }
 
 // authenticate runs when a stream opens: no resource is sent to a stream
 // whose token is missing or refused.
-func (s *Server) authenticate(st *adsStream) error {
+func (s *Server) authenticate(ctx context.Context, st *adsStream) error {
 	if s.auth.auth == nil {
 		return nil
 	}
-	p, err := s.auth.auth.AuthenticateStream(st.grpc.Context())
+	p, err := s.auth.auth.AuthenticateStream(ctx)
 	if err != nil {
 		s.log.Warn("xDS stream refused", "err", err)
 		if _, ok := status.FromError(err); !ok {

@@ -51,6 +51,10 @@ func (s *Server) serveDelta(g discoveryv3.AggregatedDiscoveryService_DeltaAggreg
 		adsStream: &adsStream{id: s.nextStream.Add(1), wake: make(chan struct{}, 1)},
 		grpc:      g, subs: map[string]*deltaSub{},
 	}
+	if err := s.authenticate(g.Context(), st.adsStream); err != nil {
+		return err
+	}
+	defer s.forget(st.adsStream)
 	defer s.onStreamClosed(st.adsStream)
 	reqs := make(chan *discoveryv3.DeltaDiscoveryRequest)
 	recvErr := make(chan error, 1)
