@@ -1,6 +1,7 @@
 package xdsserver
 
 import (
+	"context"
 	"errors"
 	"io"
 	"sort"
@@ -89,25 +90,34 @@ func (s *Server) StreamAggregatedResources(g discoveryv3.AggregatedDiscoveryServ
 	}
 	defer s.forget(st)
 	defer s.onStreamClosed(st)
-	reqs := make(chan *discoveryv3.DiscoveryRequest)
+	return serveLoop(g.Context(), st, g.Recv,
+		func(req *discoveryv3.DiscoveryRequest) error { return s.onRequest(st, req) },
+		func() error { return s.respond(st) })
+}
+
+// serveLoop is one stream's life, for state-of-the-world and delta alike:
+// requests arrive on their own goroutine (Recv blocks), and after each
+// request or push wake-up the stream answers with what its proxy lacks.
+func serveLoop[Req any](ctx context.Context, st *adsStream, recv func() (Req, error), onRequest func(Req) error, respond func() error) error {
+	reqs := make(chan Req)
 	recvErr := make(chan error, 1)
 	go func() {
 		for {
-			req, err := g.Recv()
+			req, err := recv()
 			if err != nil {
 				recvErr <- err
 				return
 			}
 			select {
 			case reqs <- req:
-			case <-g.Context().Done():
+			case <-ctx.Done():
 				return
 			}
 		}
 	}()
 	for {
 		select {
-		case <-g.Context().Done():
+		case <-ctx.Done():
 			return nil
 		case err := <-recvErr:
 			if errors.Is(err, io.EOF) {
@@ -115,12 +125,12 @@ func (s *Server) StreamAggregatedResources(g discoveryv3.AggregatedDiscoveryServ
 			}
 			return err
 		case req := <-reqs:
-			if err := s.onRequest(st, req); err != nil {
+			if err := onRequest(req); err != nil {
 				return err
 			}
 		case <-st.wake:
 		}
-		if err := s.respond(st); err != nil {
+		if err := respond(); err != nil {
 			return err
 		}
 	}

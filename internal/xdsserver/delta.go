@@ -2,8 +2,6 @@ package xdsserver
 
 import (
 	"encoding/hex"
-	"errors"
-	"io"
 	"strconv"
 	"time"
 
@@ -56,41 +54,9 @@ func (s *Server) serveDelta(g discoveryv3.AggregatedDiscoveryService_DeltaAggreg
 	}
 	defer s.forget(st.adsStream)
 	defer s.onStreamClosed(st.adsStream)
-	reqs := make(chan *discoveryv3.DeltaDiscoveryRequest)
-	recvErr := make(chan error, 1)
-	go func() {
-		for {
-			req, err := g.Recv()
-			if err != nil {
-				recvErr <- err
-				return
-			}
-			select {
-			case reqs <- req:
-			case <-g.Context().Done():
-				return
-			}
-		}
-	}()
-	for {
-		select {
-		case <-g.Context().Done():
-			return nil
-		case err := <-recvErr:
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		case req := <-reqs:
-			if err := s.onDeltaRequest(st, req); err != nil {
-				return err
-			}
-		case <-st.wake:
-		}
-		if err := s.respondDelta(st); err != nil {
-			return err
-		}
-	}
+	return serveLoop(g.Context(), st.adsStream, g.Recv,
+		func(req *discoveryv3.DeltaDiscoveryRequest) error { return s.onDeltaRequest(st, req) },
+		func() error { return s.respondDelta(st) })
 }
 
 // onDeltaRequest registers the proxy, records an ACK or NACK (as a
