@@ -116,6 +116,10 @@ func LoadOrCreateAdminToken(dir string) (string, error) {
 	return loadOrCreateSecret(filepath.Join(dir, AdminTokenFile))
 }
 
+// LoadOrCreateAdminTokenFile is LoadOrCreateAdminToken for a credential
+// kept in a file of its own rather than in a CA directory.
+func LoadOrCreateAdminTokenFile(path string) (string, error) { return loadOrCreateSecret(path) }
+
 // loadOrCreateSecret reads a hex secret from path or writes a new one 0600.
 func loadOrCreateSecret(path string) (string, error) {
 	b, err := os.ReadFile(path)

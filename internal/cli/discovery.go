@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/skein-mesh/skein/internal/apiwire"
 	"github.com/skein-mesh/skein/internal/discovery"
 	"github.com/skein-mesh/skein/internal/inject"
 	"github.com/skein-mesh/skein/internal/kube"
@@ -33,6 +34,14 @@ func newDiscoveryCmd() *cobra.Command {
 				}
 				opts.Kube = dc
 			}
+			if opts.StoreDir == "" && opts.CA.Dir == "" {
+				// An in-memory control plane still has an owner: its
+				// credential goes where the CLI looks for one.
+				opts.CA.CredentialFile = global.credentialFile
+				if opts.CA.CredentialFile == "" {
+					opts.CA.CredentialFile = apiwire.DefaultCredentialPath()
+				}
+			}
 			srv, err := discovery.New(opts, slog.Default())
 			if err != nil {
 				return err
@@ -51,7 +60,7 @@ func newDiscoveryCmd() *cobra.Command {
 	f.StringVar(&opts.RootNamespace, "root-namespace", "istio-system", "namespace of mesh-wide config")
 	f.DurationVar(&opts.Debounce, "debounce", 0, "quiet time after a config change before pushing (default: $PILOT_DEBOUNCE_AFTER, else 100ms)")
 	f.DurationVar(&opts.MaxDebounce, "max-debounce", 0, "longest a push waits while changes keep coming (default: $PILOT_DEBOUNCE_MAX, else 10s)")
-	f.StringVar(&opts.CA.Dir, "ca-dir", "", "directory keeping the mesh CA's root, token key and admin-token (default <store-dir>/../ca; in memory without a store)")
+	f.StringVar(&opts.CA.Dir, "ca-dir", "", "directory keeping the mesh CA's root, token key and admin-token (default <store-dir>/../ca; in memory without a store, the admin credential then kept at --credential-file or its default)")
 	f.StringVar(&opts.CA.CACertsDir, "cacerts", "", "plug in a CA from Istio's cacerts files in this directory (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem)")
 	f.StringVar(&opts.CA.TrustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of workload identities")
 	f.DurationVar(&opts.CA.CertTTL, "cert-ttl", 24*time.Hour, "lifetime of workload certificates when the proxy asks for none")

@@ -26,6 +26,11 @@ type CAOptions struct {
 	CertTTL     time.Duration // default workload certificate lifetime (24h)
 	MaxCertTTL  time.Duration // longest lifetime a workload may ask for (90 days)
 	TokenTTL    time.Duration // lifetime of workload tokens (1 year)
+	// CredentialFile keeps the admin credential when Dir is empty (an
+	// in-memory CA): the owner's existing credential there is adopted, or
+	// a new one written 0600, so the CLI finds it as kubectl finds its
+	// kubeconfig. Empty: the credential lives only in memory.
+	CredentialFile string
 }
 
 // identity is the CA side of the control plane.
@@ -57,7 +62,12 @@ func (s *Server) setupCA() error {
 	if err != nil {
 		return err
 	}
-	admin, err := ca.LoadOrCreateAdminToken(o.Dir)
+	var admin string
+	if o.Dir == "" && o.CredentialFile != "" {
+		admin, err = ca.LoadOrCreateAdminTokenFile(o.CredentialFile)
+	} else {
+		admin, err = ca.LoadOrCreateAdminToken(o.Dir)
+	}
 	if err != nil {
 		return err
 	}

@@ -125,3 +125,34 @@ func x509Opts(srv *Server) x509.VerifyOptions {
 	roots.AddCert(srv.CA().Root())
 	return x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
 }
+
+// TestInMemoryCredentialFile: a control plane without a store or CA
+// directory writes its admin credential 0600 where the CLI looks, and a
+// second one adopts the owner's existing credential instead of replacing it.
+func TestInMemoryCredentialFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "home", "ca", "admin-token")
+	newServer := func() *Server {
+		srv, err := New(Options{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", CA: CAOptions{CredentialFile: path}}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv
+	}
+	first := newServer()
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("credential file: %v %v, want mode 0600", st, err)
+	}
+	b, _ := os.ReadFile(path)
+	if got := strings.TrimSpace(string(b)); got != first.AdminToken() || got == "" {
+		t.Fatalf("file holds %q, server uses %q", got, first.AdminToken())
+	}
+	if second := newServer(); second.AdminToken() != first.AdminToken() {
+		t.Errorf("second control plane made a new credential instead of adopting the file's")
+	}
+	// Without a file the credential stays in memory: nothing is written.
+	srv, err := New(Options{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler))
+	if err != nil || srv.AdminToken() == "" {
+		t.Fatalf("in-memory control plane: %v, token %q", err, srv.AdminToken())
+	}
+}
