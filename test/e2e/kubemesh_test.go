@@ -266,7 +266,7 @@ spec:
 	}
 
 	// proxy-status lists the Kubernetes pods by name, all in sync.
-	status := mustRun(t, "proxy-status", "--server", httpAddr)
+	status := mustRun(t, "proxy-status", "--server", httpAddr, "--credential-file", filepath.Join(caDir, "admin-token"))
 	for _, name := range []string{"productpage-v1-", "reviews-v2-", "istio-ingressgateway-"} {
 		if !strings.Contains(status, name) {
 			t.Errorf("proxy-status lacks %s:\n%s", name, status)
