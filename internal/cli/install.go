@@ -58,6 +58,15 @@ func (f *installFlags) options(withKeys bool) (install.Options, error) {
 		return install.Options{}, fmt.Errorf("mesh CA in %s: %w", dir, err)
 	}
 	o := install.Options{Image: f.image, ExternalDiscovery: f.externalDiscovery, CABundle: c.RootPEM(), Values: vals}
+	if withKeys {
+		// The owner's credential (skein discovery writes it 0600 beside the
+		// CA) goes to the cluster as a Secret, for the dashboard addon.
+		tok, err := ca.LoadOrCreateAdminToken(dir)
+		if err != nil {
+			return install.Options{}, err
+		}
+		o.AdminCredential = []byte(tok)
+	}
 	if withKeys && f.externalDiscovery == "" {
 		// istiod in the cluster signs under the same root as the host's
 		// control plane, so identities stay valid across the two.

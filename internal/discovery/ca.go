@@ -64,12 +64,16 @@ func (s *Server) setupCA() error {
 	}
 	var admin string
 	if o.Dir == "" && o.CredentialFile != "" {
-		admin, err = ca.LoadOrCreateAdminTokenFile(o.CredentialFile)
-	} else {
-		admin, err = ca.LoadOrCreateAdminToken(o.Dir)
+		if admin, err = ca.LoadOrCreateAdminTokenFile(o.CredentialFile); err != nil {
+			// A read-only home (a container) still runs, but then no CLI
+			// can administer this control plane: say so.
+			s.log.Warn("admin credential kept in memory only: no client can apply or read /debug", "file", o.CredentialFile, "err", err)
+		}
 	}
-	if err != nil {
-		return err
+	if admin == "" {
+		if admin, err = ca.LoadOrCreateAdminToken(o.Dir); err != nil {
+			return err
+		}
 	}
 	var auth ca.Authenticator = &ca.TokenAuthenticator{Tokens: tokens, Pods: s.podServiceAccount}
 	if s.opts.Kube != nil {

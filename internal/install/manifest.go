@@ -29,15 +29,20 @@ import (
 
 // Names of istiod's objects, as in Istio's charts.
 const (
-	IstiodName      = "istiod"
-	WebhookName     = "istio-sidecar-injector"
-	MeshConfigName  = "istio"
-	CACertsSecret   = "cacerts"
-	WebhookPort     = 15017
-	fieldManager    = "skein-install"
-	labelManagedBy  = "app.kubernetes.io/managed-by"
-	managedBySkein  = "skein"
-	defaultRevision = "default"
+	IstiodName     = "istiod"
+	WebhookName    = "istio-sidecar-injector"
+	MeshConfigName = "istio"
+	CACertsSecret  = "cacerts"
+	// AdminCredentialSecret carries the control plane's admin credential
+	// (key admin-token) to what in the cluster reads its debug endpoints:
+	// istiod adopts it, the dashboard (samples/addons/kiali.yaml) sends it.
+	// Secrets are guarded by the cluster's RBAC, as cacerts is.
+	AdminCredentialSecret = "skein-admin-credential"
+	WebhookPort           = 15017
+	fieldManager          = "skein-install"
+	labelManagedBy        = "app.kubernetes.io/managed-by"
+	managedBySkein        = "skein"
+	defaultRevision       = "default"
 )
 
 // Options describe one installation.
@@ -58,6 +63,8 @@ type Options struct {
 	// root-cert.pem, cert-chain.pem), so the in-cluster istiod signs with
 	// the root in CABundle. Never printed by manifest generate.
 	CACerts map[string][]byte
+	// AdminCredential, when set, becomes the AdminCredentialSecret.
+	AdminCredential []byte
 	// Values are the --set settings, parsed (see ParseSet).
 	Values Values
 }
@@ -199,6 +206,9 @@ func Components(o Options) ([]Component, error) {
 		return nil, err
 	}
 	istiod = append(istiod, mesh, injector)
+	if len(o.AdminCredential) > 0 {
+		istiod = append(istiod, o.adminCredentialSecret())
+	}
 	if o.ExternalDiscovery == "" && !o.Values.NoPilot {
 		if len(o.CACerts) > 0 {
 			istiod = append(istiod, o.caCertsSecret())
@@ -436,6 +446,14 @@ func (o *Options) caCertsSecret() *corev1.Secret {
 	}
 }
 
+func (o *Options) adminCredentialSecret() *corev1.Secret {
+	return &corev1.Secret{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: metav1.ObjectMeta{Name: AdminCredentialSecret, Namespace: SystemNamespace, Labels: map[string]string{labelManagedBy: managedBySkein}},
+		Data:       map[string][]byte{"admin-token": o.AdminCredential},
+	}
+}
+
 var istiodLabels = map[string]string{"app": IstiodName, "istio": "pilot"}
 
 func (o *Options) istiodService() *corev1.Service {
@@ -496,6 +514,12 @@ func (o *Options) istiodDeployment() *appsv1.Deployment {
 		spec.Volumes = []corev1.Volume{{Name: "cacerts", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: CACertsSecret}}}}
 		spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "cacerts", MountPath: "/etc/cacerts", ReadOnly: true}}
 		spec.Containers[0].Args = append(spec.Containers[0].Args, "--cacerts", "/etc/cacerts")
+	}
+	if len(o.AdminCredential) > 0 {
+		// The host's credential works against istiod in the cluster too.
+		spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "admin-credential", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: AdminCredentialSecret}}})
+		spec.Containers[0].VolumeMounts = append(spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: "admin-credential", MountPath: "/etc/skein/credential", ReadOnly: true})
+		spec.Containers[0].Args = append(spec.Containers[0].Args, "--credential-file", "/etc/skein/credential/admin-token")
 	}
 	one := int32(1)
 	return &appsv1.Deployment{

@@ -44,6 +44,7 @@ func TestGoldenManifests(t *testing.T) {
 			o := tt.opts
 			o.Values, o.CABundle = vals, []byte(testBundle)
 			o.CACerts = map[string][]byte{"ca-key.pem": []byte("CA-KEY-MATERIAL")}
+			o.AdminCredential = []byte("ADMIN-CREDENTIAL")
 			objs, err := Objects(o)
 			if err != nil {
 				t.Fatal(err)
@@ -52,8 +53,17 @@ func TestGoldenManifests(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if bytes.Contains(got, []byte("CA-KEY-MATERIAL")) || bytes.Contains(got, []byte("kind: Secret")) {
-				t.Error("manifest prints the CA key")
+			if bytes.Contains(got, []byte("CA-KEY-MATERIAL")) || bytes.Contains(got, []byte("ADMIN-CREDENTIAL")) || bytes.Contains(got, []byte("kind: Secret")) {
+				t.Error("manifest prints the CA key or the admin credential")
+			}
+			// ... but install applies the credential's Secret, for the
+			// dashboard addon (and istiod in the cluster) to use.
+			sec := find(objs, "Secret", AdminCredentialSecret)
+			if sec == nil {
+				t.Fatalf("no %s Secret among the objects install applies", AdminCredentialSecret)
+			}
+			if data, _, _ := unstructured.NestedString(sec.Object, "data", "admin-token"); data != "QURNSU4tQ1JFREVOVElBTA==" {
+				t.Errorf("%s data admin-token = %q", AdminCredentialSecret, data)
 			}
 			golden := filepath.Join("testdata", tt.name+".golden.yaml")
 			if *update {
