@@ -4,21 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	"google.golang.org/protobuf/encoding/protojson"
-	"sigs.k8s.io/yaml"
-
-	"github.com/skein-mesh/skein/internal/proxy/cluster"
 	"github.com/skein-mesh/skein/internal/proxy/filters"
 	"github.com/skein-mesh/skein/internal/proxy/filters/cors"
 	"github.com/skein-mesh/skein/internal/proxy/filters/fault"
@@ -40,26 +30,8 @@ func FuzzHTTP1Request(f *testing.F) {
 		w.Write([]byte("ok"))
 	}))
 	defer backend.Close()
-	host, portText, _ := net.SplitHostPort(backend.Listener.Addr().String())
-	var port uint32
-	fmt.Sscan(portText, &port)
-	clusters := cluster.NewManager(cluster.Options{})
-	if err := clusters.Update(map[string]*clusterv3.Cluster{"backend": {Name: "backend",
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
-		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: "backend", Endpoints: []*endpointv3.LocalityLbEndpoints{{
-			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: &corev3.Address{
-				Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}}}}}}}},
-		}}}}}, nil); err != nil {
-		f.Fatal(err)
-	}
-	js, err := yaml.YAMLToJSON([]byte(noParseHCM))
-	if err != nil {
-		f.Fatal(err)
-	}
-	cfg := &hcmv3.HttpConnectionManager{}
-	if err := protojson.Unmarshal(js, cfg); err != nil {
-		f.Fatal(err)
-	}
+	clusters := backendClusters(f, backend.Listener.Addr())
+	cfg := noParseConfig(f)
 	// Faults would only slow the fuzzer down.
 	cfg.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()[0].TypedPerFilterConfig = nil
 	reg := filters.NewRegistry()

@@ -11,14 +11,11 @@ import (
 	"testing"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/skein-mesh/skein/internal/proxy/cluster"
 	"github.com/skein-mesh/skein/internal/proxy/stats"
 )
 
@@ -32,18 +29,7 @@ func serveHCM(t *testing.T, change func(*hcmv3.HttpConnectionManager)) string {
 		fmt.Fprintf(w, "got %q", b)
 	}))
 	t.Cleanup(backend.Close)
-	host, portText, _ := net.SplitHostPort(backend.Listener.Addr().String())
-	var port uint32
-	fmt.Sscan(portText, &port)
-	clusters := cluster.NewManager(cluster.Options{})
-	if err := clusters.Update(map[string]*clusterv3.Cluster{"backend": {Name: "backend",
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
-		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: "backend", Endpoints: []*endpointv3.LocalityLbEndpoints{{
-			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: &corev3.Address{
-				Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}}}}}}}},
-		}}}}}, nil); err != nil {
-		t.Fatal(err)
-	}
+	clusters := backendClusters(t, backend.Listener.Addr())
 	cfg := &hcmv3.HttpConnectionManager{
 		StatPrefix: "limits",
 		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{Name: "r",

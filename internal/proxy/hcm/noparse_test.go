@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -115,26 +116,8 @@ func TestRequestPathParsesNothing(t *testing.T) {
 	backend.Listener, _ = net.Listen("tcp", "127.0.0.1:0")
 	backend.Start()
 	defer backend.Close()
-	host, portText, _ := net.SplitHostPort(backend.Listener.Addr().String())
-	var bport uint32
-	fmt.Sscan(portText, &bport)
-	clusters := cluster.NewManager(cluster.Options{})
-	if err := clusters.Update(map[string]*clusterv3.Cluster{"backend": {Name: "backend",
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
-		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: "backend", Endpoints: []*endpointv3.LocalityLbEndpoints{{
-			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: &corev3.Address{
-				Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: bport}}}}}}}},
-		}}}}}, nil); err != nil {
-		t.Fatal(err)
-	}
-	js, err := yaml.YAMLToJSON([]byte(noParseHCM))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := &hcmv3.HttpConnectionManager{}
-	if err := protojson.Unmarshal(js, cfg); err != nil {
-		t.Fatal(err)
-	}
+	clusters := backendClusters(t, backend.Listener.Addr())
+	cfg := noParseConfig(t)
 	reg := filters.NewRegistry()
 	fault.Register(reg)
 	cors.Register(reg)
@@ -187,4 +170,39 @@ func TestRequestPathParsesNothing(t *testing.T) {
 	if u != unmarshals || r != regexps {
 		t.Errorf("serving requests decoded %d typed configs and compiled %d regexps; want none", u-unmarshals, r-regexps)
 	}
+}
+
+// backendClusters is a cluster manager whose one STATIC cluster, "backend",
+// is the test server at addr.
+func backendClusters(tb testing.TB, addr net.Addr) *cluster.Manager {
+	tb.Helper()
+	host, portText, _ := net.SplitHostPort(addr.String())
+	port, err := strconv.ParseUint(portText, 10, 16)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	clusters := cluster.NewManager(cluster.Options{})
+	if err := clusters.Update(map[string]*clusterv3.Cluster{"backend": {Name: "backend",
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: "backend", Endpoints: []*endpointv3.LocalityLbEndpoints{{
+			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: &corev3.Address{
+				Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(port)}}}}}}}},
+		}}}}}, nil); err != nil {
+		tb.Fatal(err)
+	}
+	return clusters
+}
+
+// noParseConfig is noParseHCM decoded.
+func noParseConfig(tb testing.TB) *hcmv3.HttpConnectionManager {
+	tb.Helper()
+	js, err := yaml.YAMLToJSON([]byte(noParseHCM))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg := &hcmv3.HttpConnectionManager{}
+	if err := protojson.Unmarshal(js, cfg); err != nil {
+		tb.Fatal(err)
+	}
+	return cfg
 }
