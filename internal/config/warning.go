@@ -72,7 +72,7 @@ func suggest(name string, candidates []string) string {
 		if strings.ToLower(c) == lower {
 			return fmt.Sprintf(" (did you mean %q?)", c)
 		}
-		if d := editDistance(lower, strings.ToLower(c)); d < bestDist {
+		if d := EditDistance(lower, strings.ToLower(c)); d < bestDist {
 			best, bestDist = c, d
 		}
 	}
@@ -82,8 +82,9 @@ func suggest(name string, candidates []string) string {
 	return fmt.Sprintf(" (did you mean %q?)", best)
 }
 
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
+// EditDistance is the Levenshtein distance between a and b (also what
+// skein install's nearest-key errors rank by).
+func EditDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {

@@ -3,6 +3,7 @@ package install
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/skein-mesh/skein/internal/config"
 	"os"
 	"sort"
 	"strconv"
@@ -260,31 +261,11 @@ func nearestKey(path string) string {
 	best, bestD := "", -1
 	for _, k := range knownKeys {
 		k = strings.TrimSuffix(k, ".*")
-		if d := editDistance(path, k); bestD < 0 || d < bestD {
+		if d := config.EditDistance(path, k); bestD < 0 || d < bestD {
 			best, bestD = k, d
 		}
 	}
 	return strings.ReplaceAll(best, "[]", "[0]")
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
 
 // get walks a dotted path ("a.b.c") of maps.
