@@ -3,7 +3,6 @@ package install
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/skein-mesh/skein/internal/config"
 	"os"
 	"sort"
 	"strconv"
@@ -11,6 +10,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/skein-mesh/skein/internal/config"
 )
 
 // Sources are where istioctl takes install settings from, in the order
